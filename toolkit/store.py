@@ -156,7 +156,7 @@ class SchemaVersionError(RuntimeError):
 
 
 def connect(db_path: str | os.PathLike[str], *, read_only: bool = False,
-            wait_seconds: float = 0.0) -> duckdb.DuckDBPyConnection:
+            wait_seconds: float = 0.0, config: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
     """Open the DuckDB file (created owner-only, mode 0600, if new).
 
     A file locked by another writer raises :class:`DatabaseBusyError` with a message saying
@@ -173,7 +173,7 @@ def connect(db_path: str | os.PathLike[str], *, read_only: bool = False,
     try:
         while True:
             try:
-                con = duckdb.connect(str(path), read_only=read_only)
+                con = duckdb.connect(str(path), read_only=read_only, config=config or {})
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
