@@ -127,6 +127,16 @@ def _gx_counts(db_path: Path, suite_docs: dict[str, dict], rule_ids: set[str],
     ds = ctx.data_sources.add_sql(name="ocaudit", connection_string=f"duckdb:///{db_path}")
     asset = ds.add_table_asset(name="rule_checks", table_name=rule_sql.CHECKS_VIEW)
     batch_def = asset.add_batch_definition_whole_table("all")
+    try:
+        return _validate_suites(gx, ctx, batch_def, suite_docs, rule_ids, progress)
+    finally:
+        # release GX's pooled DuckDB connection, or later connections in this process are refused
+        ds.get_execution_engine().close()
+        ds.get_engine().dispose()
+
+
+def _validate_suites(gx, ctx, batch_def, suite_docs: dict[str, dict], rule_ids: set[str],  # type: ignore[no-untyped-def]
+                     progress: bool) -> dict[str, dict]:
     out: dict[str, dict] = {}
     todo = [(n, d) for n, d in suite_docs.items()
             if any(e["meta"]["rule_id"] in rule_ids for e in d["expectations"])]

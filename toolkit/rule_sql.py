@@ -208,8 +208,8 @@ FROM institutions i""",
             "TRUE", "e.specialty = 'obgyn' OR e.ec_training_on <= e.sdate"),
         "ec.reason_allowed": _ec_rule("TRUE", "e.reason IN ('geographic', 'psychological')"),
         "ec.single_tablet_outside": _ec_rule(
-            "l.n_lines >= 1", "CASE WHEN l.n_lines > 1 THEN FALSE ELSE l.single_outside END", _EC_LINES),
-        "ec.witnessed_intake": _ec_rule("l.n_lines >= 1", "l.witnessed", _EC_LINES),
+            "coalesce(l.n_lines, 0) >= 1", "CASE WHEN l.n_lines > 1 THEN FALSE ELSE l.single_outside END", _EC_LINES),
+        "ec.witnessed_intake": _ec_rule("coalesce(l.n_lines, 0) >= 1", "l.witnessed", _EC_LINES),
         "ec.follow_up": _ec_rule(
             "TRUE",
             f"""CASE WHEN e.follow_up_due_on IS NULL OR e.sdate IS NULL THEN NULL
@@ -246,7 +246,7 @@ FROM care_plans cp""",
             """LEFT JOIN (SELECT a.session_id, bool_or(a.event = 'join') AS has_join,
                                  bool_or(a.event = 'leave') AS has_leave
                           FROM access_log a JOIN sessions s0 ON s0.session_id = a.session_id
-                          WHERE a.actor = 'doctor' AND a.at BETWEEN s0.started_at AND s0.ended_at
+                          WHERE a.actor = 'doctor' AND a."at" BETWEEN s0.started_at AND s0.ended_at
                           GROUP BY a.session_id) al
                   ON al.session_id = s.session_id"""),
         "rx.misuse_signal": _rx_rule(
