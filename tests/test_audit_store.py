@@ -1,0 +1,123 @@
+"""The run store: append-only runs, strata that add up, the violations export, not-evaluable
+rules, rule selection and attestations — on the hand-built case database."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+
+import pytest
+
+from tests.rule_cases import build_db
+from tests.test_rules import EXPANDED
+from toolkit import attestation, store
+from toolkit.audit import VIOLATION_CSV_COLUMNS, cli_audit, run_audit
+from toolkit.catalogue import load
+from toolkit.cli import _parser
+from toolkit.errors import UserError
+
+AS_OF = dt.date(2026, 10, 15)
+
+
+@pytest.fixture()
+def db(tmp_path):
+    path = tmp_path / "store.duckdb"
+    build_db(path, EXPANDED)
+    return path
+
+
+def _q(db, sql, params=()):
+    con = store.connect(db, read_only=True)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()
+
+
+def test_runs_append_and_strata_add_up(db):
+    r1 = run_audit(db, as_of=AS_OF, progress=False)
+    r2 = run_audit(db, as_of=AS_OF, progress=False)
+    assert r1.run_id != r2.run_id
+    assert _q(db, "SELECT count(*) FROM audit_runs")[0][0] == 2
+    assert _q(db, "SELECT count(*) FROM rule_results WHERE run_id = ?", [r2.run_id])[0][0] == len(load().rules)
+    # both runs see the same data: identical results and violations
+    a = _q(db, "SELECT rule_id, status, denominator, violated, not_evidenced FROM rule_results "
+               "WHERE run_id = ? ORDER BY rule_id", [r1.run_id])
+    b = _q(db, "SELECT rule_id, status, denominator, violated, not_evidenced FROM rule_results "
+               "WHERE run_id = ? ORDER BY rule_id", [r2.run_id])
+    assert a == b
+    mismatches = _q(db, """SELECT r.rule_id FROM rule_results r LEFT JOIN (
+            SELECT rule_id, sum(denominator) d, sum(violated) v, sum(not_evidenced) n
+            FROM rule_results_strata WHERE run_id = ? GROUP BY rule_id) s USING (rule_id)
+        WHERE r.run_id = ? AND r.status IN ('passed', 'failed')
+          AND (r.denominator, r.violated, r.not_evidenced) IS DISTINCT FROM (s.d, s.v, s.n)""",
+                    [r2.run_id, r2.run_id])
+    assert mismatches == []
+    per_rule = dict(_q(db, "SELECT rule_id, count(*) FROM violations WHERE run_id = ? GROUP BY 1", [r2.run_id]))
+    for res in r2.results:
+        assert per_rule.get(res.rule_id, 0) == (res.violated or 0) + (res.not_evidenced or 0)
+
+
+def test_violations_hold_ids_only(db):
+    run_audit(db, as_of=AS_OF, progress=False)
+    cols = [r[0] for r in _q(db, "SELECT column_name FROM information_schema.columns "
+                                 "WHERE table_name = 'violations' ORDER BY ordinal_position")]
+    assert cols == ["run_id", "rule_id", "entity", "entity_id", "status", "institution_id", "doctor_id", "month"]
+
+
+def test_cli_writes_exact_csv_and_json(db, tmp_path, capsys):
+    out_csv, out_json = tmp_path / "v.csv", tmp_path / "s.json"
+    args = _parser().parse_args(["audit", "--db", str(db), "--as-of", "2026-10-15", "--quiet",
+                                 "--violations", str(out_csv), "--json", str(out_json)])
+    assert cli_audit(args) == 0
+    with open(out_csv, encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))
+    assert tuple(rows[0]) == VIOLATION_CSV_COLUMNS
+    assert {r[6] for r in rows[1:]} == {"violated", "not_evidenced"}
+    assert {r[4] for r in rows[1:]} <= {"session", "prescription", "care_plan", "doctor", "institution", "ec_case"}
+    summary = json.loads(out_json.read_text(encoding="utf-8"))
+    assert len(summary["rules"]) == len(load().rules)
+    assert sum(r["violated"] + r["not_evidenced"] for r in summary["rules"] if r["violated"] is not None) \
+        == len(rows) - 1
+    assert (out_csv.stat().st_mode & 0o077) == 0
+
+
+def test_absent_column_makes_rules_not_evaluable(db):
+    con = store.connect(db)
+    cols = [c for c in load().rule("network.stable").requires]
+    con.execute("INSERT INTO ingest_files (ingest_id, table_name, path, columns_present) VALUES "
+                "('x', 'sessions', 'sessions.csv', ['session_id', 'kind'])")
+    con.close()
+    run = run_audit(db, as_of=AS_OF, progress=False)
+    res = {r.rule_id: r for r in run.results}
+    assert res["network.stable"].status == "not_evaluable"
+    assert res["network.stable"].missing_columns == cols
+    assert res["consent.recorded"].status == "not_evaluable"
+    assert "sessions.consent_at" in res["consent.recorded"].message
+    assert res["place.compliance_published"].status in ("passed", "failed")  # institutions untouched
+
+
+def test_rule_pattern_and_attestation(db, tmp_path):
+    att = tmp_path / "att.yaml"
+    att.write_text("institution_id: I0\nattested_on: 2026-10-01\nitems:\n  attest.in_person_backup: true\n"
+                   "  attest.vendor_security: false\n", encoding="utf-8")
+    run = run_audit(db, rules="ec.*,consent.recorded", as_of=AS_OF, progress=False, attestation_path=str(att))
+    assert {r.rule_id for r in run.results} == {r.id for r in load().rules if r.id.startswith("ec.")} | {
+        "consent.recorded"}
+    rows = dict(_q(db, "SELECT item_id, attested FROM attestations WHERE run_id = ?", [run.run_id]))
+    assert rows["attest.in_person_backup"] is True and rows["attest.vendor_security"] is False
+    assert rows["attest.chart_access"] is None
+    assert len(rows) == len(load().attestation_items)
+
+
+def test_attestation_rejects_unknown_items(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("items:\n  attest.no_such_item: true\n", encoding="utf-8")
+    with pytest.raises(UserError, match="unknown item.*valid items"):
+        attestation.load(bad, load())
+
+
+def test_missing_database_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no such database"):
+        run_audit(tmp_path / "nope.duckdb", progress=False)
