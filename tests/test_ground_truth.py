@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.cli import main
 from toolkit.catalogue import load
+from toolkit.cli import main
 
 SEEDS = (1, 7, 2026)
 

@@ -118,7 +118,6 @@ def _gx_counts(db_path: Path, suite_docs: dict[str, dict], rule_ids: set[str],
 
     gx_duckdb_fix.apply()
     import great_expectations as gx
-
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     ctx = gx.get_context(mode="ephemeral")
@@ -180,7 +179,7 @@ def run_audit(db_path: str | os.PathLike[str], rules: str | None = None, as_of: 
     selected = cat.select(rules)
     as_of = as_of or dt.date.today()
     attested = attestation.load(attestation_path, cat)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     run_id = f"run-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     t0 = time.perf_counter()
     _log(progress, f"ocaudit audit: {len(selected)} rules, as of {as_of}, run {run_id}")
@@ -262,7 +261,7 @@ def run_audit(db_path: str | os.PathLike[str], rules: str | None = None, as_of: 
                  a.attested_on, a.note] for a in attested])
             ingest_ids = [r[0] for r in con.execute(
                 "SELECT ingest_id FROM ingest_runs ORDER BY started_at").fetchall()]
-            finished = dt.datetime.now(dt.timezone.utc)
+            finished = dt.datetime.now(dt.UTC)
             con.execute("INSERT INTO audit_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [
                 run_id, started, finished, as_of, __version__,
                 json.dumps({n: h for n, (_, h) in suite_files.items()}, sort_keys=True), ingest_ids,
