@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+from html.parser import HTMLParser
 from pathlib import Path
 
 from toolkit import store
@@ -61,7 +62,7 @@ def _strata(seed: int, worse_rule: str | None = None) -> list[tuple]:
             for doc in doctors:
                 for month in MONTHS:
                     n = rnd.randint(2, 8) if kind == "ec" else rnd.randint(30, 120)
-                    bad_p = 0.25 if doc == "D5" else 0.04
+                    bad_p = 0.25 if doc in ("D5", XSS) else 0.04
                     if rule_id == worse_rule:
                         bad_p = 0.30
                     v = sum(rnd.random() < bad_p for _ in range(n))
@@ -111,7 +112,7 @@ def _insert_run(con, run_id: str, started: str, as_of: str, seed: int, keep_from
                 [run_id, rid, section, level, entity, t_en, t_ja, "access_log.mfa was not supplied"])
     con.executemany("INSERT INTO dq_results VALUES (?, ?, ?, ?, ?, ?, ?)", [
         (run_id, "fk.sessions.doctor_id", "sessions", "Unknown doctor id", "未登録の医師ID", 3, "3 sessions"),
-        (run_id, "quarantine.sessions", "sessions", "Quarantined rows", "隔離された行", 5, "bad dates"),
+        (run_id, "quarantine.sessions", "sessions", "Quarantined rows", "隔離された行", 5, "<script>alert(2)</script> bad dates"),
     ])
     con.executemany("INSERT INTO attestations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
         (run_id, "place.clean_safe", "V-2-(2)-②-i", "Patient place is clean and safe",
@@ -153,3 +154,35 @@ def build_fixture_db(path: str | Path, runs: int = 2) -> Path:
     finally:
         con.close()
     return path
+
+
+class _RowParser(HTMLParser):
+    """Collects the attributes of every element whose class list contains ``cls``."""
+
+    def __init__(self, cls: str) -> None:
+        super().__init__()
+        self.cls, self.rows = cls, []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if self.cls in (a.get("class") or "").split():
+            self.rows.append(a)
+
+
+def html_rows(html: str, cls: str) -> list[dict[str, str | None]]:
+    """Attributes (data-* included) of the elements of class ``cls`` in ``html``, in document order."""
+    p = _RowParser(cls)
+    p.feed(html)
+    return p.rows
+
+
+def element_attrs(html: str, element_id: str) -> dict[str, str | None]:
+    """Attributes of the element with id ``element_id``."""
+    class _P(HTMLParser):
+        found: dict = {}
+
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if dict(attrs).get("id") == element_id:
+                type(self).found = dict(attrs)
+    _P().feed(html)
+    return _P.found
