@@ -186,3 +186,44 @@ def element_attrs(html: str, element_id: str) -> dict[str, str | None]:
                 type(self).found = dict(attrs)
     _P().feed(html)
     return _P.found
+
+
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
+SAMPLE_AS_OF = "2026-10-15"
+
+
+def pipeline_available() -> str | None:
+    """None when ingest and audit can run on sample_data, else the reason they cannot."""
+    import importlib.util
+    for mod in ("toolkit.ingest", "toolkit.audit"):
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} is not in this checkout yet"
+    if not (SAMPLE_DATA / "sessions.csv").exists():
+        return f"{SAMPLE_DATA} holds no sessions.csv"
+    return None
+
+
+def build_pipeline_db(path: str | Path, audits: int = 2) -> Path:
+    """The real pipeline: `ocaudit ingest` of sample_data's contract tables, then `ocaudit audit` ``audits`` times.
+
+    Only the files named after contract tables are ingested (copied to a folder next to ``path``),
+    so other files the sample folder carries (ground truth, generation notes) do not matter.
+    """
+    import shutil
+
+    from toolkit.cli import main
+    from toolkit.contract import TABLE_ORDER
+
+    path = Path(path)
+    src = path.parent / "sample_tables"
+    src.mkdir(parents=True, exist_ok=True)
+    for f in SAMPLE_DATA.iterdir():
+        if f.is_file() and f.name.split(".")[0] in TABLE_ORDER:
+            shutil.copy(f, src / f.name)
+    assert main(["ingest", "--db", str(path), str(src)]) == 0
+    audit = ["audit", "--db", str(path), "--as-of", SAMPLE_AS_OF, "--quiet"]
+    if (SAMPLE_DATA / "attestation.yaml").exists():
+        audit += ["--attestation", str(SAMPLE_DATA / "attestation.yaml")]
+    for _ in range(audits):
+        assert main(audit) == 0
+    return path

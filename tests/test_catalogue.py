@@ -31,8 +31,10 @@ def test_catalogue_loads_with_every_rule_of_the_spec():
 def test_every_rule_has_sql():
     import datetime as dt
 
-    selects = rule_sql.rule_selects(dt.date(2026, 10, 1))
-    assert set(selects) == {r.id for r in load().rules}
+    selects = rule_sql.rules_sql(dt.date(2026, 10, 1))
+    cat = load()
+    assert set(selects) == {r.id for r in cat.rules}
+    assert all(selects[r.id].entity == r.entity for r in cat.rules)
 
 
 def test_suite_files_match_the_catalogue():

@@ -157,7 +157,7 @@ def test_sample_data_is_reproducible(tmp_path: Path) -> None:
     shipped = ROOT / "sample_data"
     build_sample(tmp_path)
     for rel in ("sessions.csv", "institutions.csv", "vendor_medilink/ml_careplans_2026.csv",
-                "vendor_medilink/mapping.yaml", "expected/ground_truth.csv"):
+                "vendor_medilink/mapping.yaml", "ground_truth.csv"):
         assert (tmp_path / rel).read_bytes() == (shipped / rel).read_bytes(), rel
     assert not (shipped / "care_plans.csv").exists()
     (shipped / "institutions.csv").read_bytes().decode("cp932")
@@ -178,3 +178,14 @@ def test_compare_truth_counts_differences(injected: Path, tmp_path: Path) -> Non
     assert res["exam.access_log"]["extra"] == 1
     assert all(r["missing"] == r["extra"] == 0 for r in compare_truth(
         injected / "ground_truth.csv", injected / "ground_truth.csv").values())
+
+
+def test_drug_codes_classified_by_shipped_master() -> None:
+    """The codes the generator prescribes get the flags it expects from toolkit/data/drug_master.csv."""
+    from toolkit.generate_drugs import CANDIDATES, DrugMaster
+
+    master = DrugMaster.load()
+    if master.sha256 is None:
+        pytest.skip("no shipped drug master")
+    assert [c for c, _, f in CANDIDATES if master.classify(c) != f] == []
+    assert all(master.roles().values())

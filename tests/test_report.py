@@ -10,7 +10,16 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.reporting_fixtures import RUN1, RUN2, XSS, build_fixture_db, element_attrs, html_rows
+from tests.reporting_fixtures import (
+    RUN1,
+    RUN2,
+    XSS,
+    build_fixture_db,
+    build_pipeline_db,
+    element_attrs,
+    html_rows,
+    pipeline_available,
+)
 from toolkit import report
 from toolkit.cli import main
 from toolkit.errors import UserError
@@ -45,6 +54,9 @@ def test_rule_rows_equal_rule_results(db: Path, html: str) -> None:
     for rule_id, level, status, n, v, ne in stored:
         r = rows[rule_id]
         assert (r["data-level"], r["data-status"]) == (level, status)
+        if status == "not_evaluable":
+            assert r["data-denominator"] == "" and r["data-rate"] == ""
+            continue
         assert (int(r["data-denominator"]), int(r["data-violated"]), int(r["data-not-evidenced"])) == (n, v, ne)
         assert int(r["data-compliant"]) == n - v - ne
         if n:
@@ -67,7 +79,10 @@ def test_summary_is_must_only_and_pooled(db: Path, html: str) -> None:
 
 def test_sections_and_appendices_present(html: str) -> None:
     sections = [r["data-section"] for r in html_rows(html, "guideline-section")]
-    assert sections == ["V-1-(1)", "V-1-(2)", "V-1-(6)", "V-2-(1)", "V-3-(1)"]
+    # must rules, attestation-only (V-2-(2)) and should-only (V-2-(5), V-3-(3)) sections, in guideline order
+    assert sections == ["V-1-(1)", "V-1-(2)", "V-1-(6)", "V-2-(1)", "V-2-(2)", "V-2-(5)", "V-3-(1)", "V-3-(3)"]
+    items = {r["data-item"]: r["data-attested"] for r in html_rows(html, "attest-item")}
+    assert items == {"place.clean_safe": "True", "emergency.setup": ""}
     for anchor in ("summary", "dq", "coverage", "changes", "providers", "appendix-should", "appendix-catalogue",
                    "appendix-params", "appendix-howto"):
         assert f'id="{anchor}"' in html
@@ -264,3 +279,78 @@ def test_report_renders_in_headless_chromium(html: str, tmp_path: Path) -> None:
         assert external == []
     finally:
         browser.quit()
+
+
+@pytest.fixture(scope="module")
+def pipeline_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    reason = pipeline_available()
+    if reason:
+        pytest.skip(f"real pipeline not available: {reason}")
+    return build_pipeline_db(tmp_path_factory.mktemp("pipe") / "ocaudit.duckdb")
+
+
+@pytest.mark.slow
+def test_end_to_end_sample_data(pipeline_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """ingest sample_data → audit twice → report: the page's numbers equal the run store's."""
+    out = tmp_path / "report.html"
+    assert main(["report", "--db", str(pipeline_db), "--out", str(out)]) == 0
+    assert str(out.resolve()) in capsys.readouterr().out
+    html = out.read_text(encoding="utf-8")
+    (run_id,) = _sql(pipeline_db, "SELECT run_id FROM audit_runs ORDER BY started_at DESC LIMIT 1")[0]
+    assert element_attrs(html, "run-meta")["data-run"] == run_id
+    assert element_attrs(html, "run-meta")["data-previous-run"]
+    rows = {r["data-rule"]: r for r in html_rows(html, "rule-row")}
+    stored = _sql(pipeline_db, "SELECT rule_id, status, denominator, violated, not_evidenced FROM rule_results"
+                               " WHERE run_id = ?", [run_id])
+    assert len(stored) >= 40 and set(rows) == {s[0] for s in stored}
+    for rule_id, status, n, v, ne in stored:
+        r = rows[rule_id]
+        assert r["data-status"] == status
+        if status in ("not_evaluable", "error"):
+            assert r["data-denominator"] == "" and r["data-rate"] == ""      # unknown, not zero
+            continue
+        assert (int(r["data-denominator"]), int(r["data-violated"]), int(r["data-not-evidenced"])) == (n, v, ne)
+    # same data audited twice: nothing new, nothing resolved, no significant change
+    for c in html_rows(html, "change-row"):
+        assert c["data-new"] == "0" and c["data-resolved"] == "0"
+    assert {r["data-verdict"] for r in html_rows(html, "rate-change-row")} <= {"no_change"}
+    assert html.count("<svg") >= 8
+    assert not re.search(r"https?://", html)
+    fail = main(["report", "--db", str(pipeline_db), "--out", str(out), "--fail-on", "must"])
+    any_must_bad = _sql(pipeline_db, "SELECT count(*) FROM rule_results WHERE run_id = ? AND level = 'must'"
+                                     " AND violated + not_evidenced > 0", [run_id])[0][0]
+    assert fail == (1 if any_must_bad else 0)
+    assert main(["feedback", "--db", str(pipeline_db), "--out", str(tmp_path / "fb")]) == 0
+    assert (tmp_path / "fb" / "index.html").exists()
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("2026-04..2026-06", ("2026-04", "2026-06")),
+    (" 2026-04..2026-04 ", ("2026-04", "2026-04")),
+    (None, None),
+    ("2026-4..2026-06", UserError),
+    ("2026-04-01..2026-06-30", UserError),
+    ("2026-06..2026-04", UserError),
+    ("2026-04", UserError),
+])
+def test_parse_period(text: str | None, want: tuple | type) -> None:
+    if want is UserError:
+        with pytest.raises(UserError):
+            report.parse_period(text)
+    else:
+        assert report.parse_period(text) == want
+
+
+@pytest.mark.parametrize(("items", "want"), [
+    (["ec.*=0.01"], [("ec.*", 0.01)]),
+    (["consent.recorded=0", "exam.*=1"], [("consent.recorded", 0.0), ("exam.*", 1.0)]),
+    (["ec.*=1.5"], UserError),
+    (["=0.1"], UserError),
+    (["ec.*=abc"], UserError),
+])
+def test_parse_max_rates(items: list[str], want: list | type) -> None:
+    if want is UserError:
+        with pytest.raises(UserError):
+            report.parse_max_rates(items)
+    else:
+        assert report.parse_max_rates(items) == want

@@ -86,15 +86,13 @@ def _log(progress: bool, msg: str) -> None:
 def available_columns(con) -> dict[str, set[str]]:  # type: ignore[no-untyped-def]
     """Contract columns the data has, per table.
 
-    A table with ingest records has the union of the columns its files had
-    (``ingest_files.columns_present``); a table filled another way (rows but no ingest record,
-    e.g. the shipped drug master) has all its columns; a table with neither is absent.
+    Tables with ingest records: the columns their files had (:func:`toolkit.ingest.available_columns`).
+    A table filled another way (rows but no ingest record) has all its columns; a table with
+    neither is absent, and the rules needing it are not evaluable.
     """
-    out: dict[str, set[str]] = {}
-    for table, cols in con.execute(
-            "SELECT table_name, flatten(list(columns_present)) FROM ingest_files GROUP BY table_name").fetchall():
-        if table in TABLES:
-            out[table] = set(cols or [])
+    from toolkit import ingest
+
+    out = ingest.available_columns(con)
     for name in TABLE_ORDER:
         if name not in out and con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] > 0:
             out[name] = set(TABLES[name].column_names)
@@ -111,9 +109,13 @@ def missing_columns(rule: Rule, available: dict[str, set[str]]) -> list[str]:
     return out
 
 
-def _gx_counts(db_path: Path, suite_docs: dict[str, dict], rule_ids: set[str],
+def _gx_counts(db_path: Path, suite_docs: dict[str, dict], tables: dict[str, str], rule_ids: set[str],
                progress: bool) -> dict[str, dict]:
-    """Validate the suites with GX; rule id → {denominator, violated, not_evidenced} or {error}."""
+    """Validate the suites with GX; rule id → {denominator, violated, not_evidenced} or {error}.
+
+    Each suite's expectations are validated against the check table of their entity (one GX
+    table asset per entity on the DuckDB file).
+    """
     from toolkit import gx_duckdb_fix
 
     gx_duckdb_fix.apply()
@@ -124,41 +126,47 @@ def _gx_counts(db_path: Path, suite_docs: dict[str, dict], rule_ids: set[str],
     ctx.enable_analytics(False)
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     ds = ctx.data_sources.add_sql(name="ocaudit", connection_string=f"duckdb:///{db_path}")
-    asset = ds.add_table_asset(name="rule_checks", table_name=rule_sql.CHECKS_VIEW)
-    batch_def = asset.add_batch_definition_whole_table("all")
+    batches = {ent: ds.add_table_asset(name=tbl, table_name=tbl).add_batch_definition_whole_table("all")
+               for ent, tbl in tables.items()}
     try:
-        return _validate_suites(gx, ctx, batch_def, suite_docs, rule_ids, progress)
+        return _validate_suites(gx, ctx, batches, suite_docs, rule_ids, progress)
     finally:
         # release GX's pooled DuckDB connection, or later connections in this process are refused
         ds.get_execution_engine().close()
         ds.get_engine().dispose()
 
 
-def _validate_suites(gx, ctx, batch_def, suite_docs: dict[str, dict], rule_ids: set[str],  # type: ignore[no-untyped-def]
+def _validate_suites(gx, ctx, batches: dict, suite_docs: dict[str, dict], rule_ids: set[str],  # type: ignore[no-untyped-def]
                      progress: bool) -> dict[str, dict]:
     out: dict[str, dict] = {}
-    todo = [(n, d) for n, d in suite_docs.items()
-            if any(e["meta"]["rule_id"] in rule_ids for e in d["expectations"])]
-    for i, (name, doc) in enumerate(todo, 1):
-        exps = [e for e in doc["expectations"] if e["meta"]["rule_id"] in rule_ids]
-        _log(progress, f"  [{i}/{len(todo)}] suite {name}: {len(exps) // 2} rules")
-        suite = ctx.suites.add(gx.ExpectationSuite(name=name, expectations=exps, meta=doc.get("meta")))
-        vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"vd_{name}", data=batch_def,
+    todo = []
+    for name, doc in suite_docs.items():
+        for entity, batch_def in batches.items():
+            exps = [e for e in doc["expectations"]
+                    if e["meta"]["rule_id"] in rule_ids and e["meta"].get("entity") == entity]
+            if exps:
+                todo.append((name, entity, batch_def, exps, doc.get("meta")))
+    for i, (name, entity, batch_def, exps, meta) in enumerate(todo, 1):
+        _log(progress, f"  [{i}/{len(todo)}] suite {name} on {entity} records: {len(exps) // 2} rules")
+        suite = ctx.suites.add(gx.ExpectationSuite(name=f"{name}.{entity}", expectations=exps, meta=meta))
+        vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"vd_{name}.{entity}", data=batch_def,
                                                                     suite=suite))
         res = vd.run(result_format="BASIC")
         for er in res.results:
-            meta = er.expectation_config.meta
-            rid, kind = meta["rule_id"], meta["check"]
+            meta_e = er.expectation_config.meta
+            rid, kind = meta_e["rule_id"], meta_e["check"]
             slot = out.setdefault(rid, {})
-            exc = er.exception_info or {}
-            raised = exc.get("raised_exception") if isinstance(exc, dict) else False
-            if raised or not er.result or "element_count" not in er.result:
-                msg = exc.get("exception_message") if isinstance(exc, dict) else None
-                slot["error"] = f"GX expectation '{kind}' failed to run: {msg or 'no result'}"
+            result = er.result or {}
+            if "element_count" not in result or result.get("unexpected_count") is None and result["element_count"]:
+                info = er.exception_info or {}
+                msgs = [v.get("exception_message") for v in info.values() if isinstance(v, dict)]
+                msgs.append(info.get("exception_message") if isinstance(info.get("exception_message"), str) else None)
+                msg = "; ".join(m for m in msgs if m) or "no result"
+                slot["error"] = f"GX expectation '{kind}' failed to run: {msg}"
                 continue
-            slot["denominator"] = int(er.result["element_count"] or 0)
+            slot["denominator"] = int(result["element_count"] or 0) - int(result.get("missing_count") or 0)
             key = "violated" if kind == "no_violation" else "not_evidenced"
-            slot[key] = int(er.result.get("unexpected_count") or 0)
+            slot[key] = int(result.get("unexpected_count") or 0)
     return out
 
 
@@ -191,20 +199,20 @@ def run_audit(db_path: str | os.PathLike[str], rules: str | None = None, as_of: 
         store.ensure_schema(con)
         avail = available_columns(con)
         results: dict[str, RuleResult] = {}
-        evaluable: dict[str, str] = {}
-        all_selects = rule_sql.rule_selects(as_of, network_threshold)
+        evaluable: dict[str, rule_sql.RuleSQL] = {}
+        all_sql = rule_sql.rules_sql(as_of, network_threshold)
         for r in selected:
             base = RuleResult(r.id, r.section, r.level, r.entity, r.title_en, r.title_ja, status="error")
             miss = missing_columns(r, avail)
             if miss:
                 base.status, base.missing_columns = "not_evaluable", miss
                 base.message = "needed columns absent from the ingested data: " + ", ".join(miss)
-            elif r.id not in all_selects:
+            elif r.id not in all_sql:
                 base.message = "no SQL implementation for this rule"
             else:
-                evaluable[r.id] = all_selects[r.id]
+                evaluable[r.id] = all_sql[r.id]
             results[r.id] = base
-        rule_sql.create_views(con, evaluable, {r.id: r.entity for r in selected})
+        tables = rule_sql.create_check_tables(con, evaluable)
         if "sessions" in avail and "security.tls" in evaluable:
             results["security.tls"].message = (
                 f"{rule_sql.tls_advisory_count(con)} session(s) on TLS 1.2: allowed, but TLS 1.3 is expected "
@@ -214,7 +222,8 @@ def run_audit(db_path: str | os.PathLike[str], rules: str | None = None, as_of: 
         suite_files = suites.load_suite_files()
         if not suite_files:
             suite_files = {n: (d, "") for n, d in suites.suite_documents(cat).items()}
-        gx_counts = _gx_counts(db, {n: d for n, (d, _) in suite_files.items()}, set(evaluable), progress)
+        gx_counts = _gx_counts(db, {n: d for n, (d, _) in suite_files.items()}, tables, set(evaluable),
+                               progress)
         _log(progress, f"  GX done ({time.perf_counter() - t0:.1f} s); writing the run store")
 
         con.execute("BEGIN TRANSACTION")
@@ -279,7 +288,7 @@ def run_audit(db_path: str | os.PathLike[str], rules: str | None = None, as_of: 
 
 def export_violations(db_path: str | os.PathLike[str], run_id: str, out: str | os.PathLike[str]) -> int:
     """Write the violations CSV of a run (exactly :data:`VIOLATION_CSV_COLUMNS`); returns rows written."""
-    from toolkit.safe_export import neutralise_cell
+    from toolkit.safe_export import neutralise
 
     con = store.connect(db_path, read_only=True, wait_seconds=30)
     try:
@@ -294,7 +303,7 @@ def export_violations(db_path: str | os.PathLike[str], run_id: str, out: str | o
             w = csv.writer(fh)
             w.writerow(VIOLATION_CSV_COLUMNS)
             for row in rows:
-                w.writerow([neutralise_cell(v) for v in row])
+                w.writerow([neutralise(v) for v in row])  # no BOM: plain UTF-8 CSV
     finally:
         os.umask(old)
     return len(rows)

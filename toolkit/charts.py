@@ -7,6 +7,7 @@ the Altair objects directly.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -32,9 +33,20 @@ def _configure(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
     return chart.configure(font=FONT).configure_view(stroke=None)
 
 
+_svg_counter = itertools.count(1)
+
+
 def to_svg(chart: alt.TopLevelMixin) -> str:
-    """Render a chart to an SVG string ready to inline in HTML (no XML prolog, no namespace URLs)."""
+    """Render a chart to an SVG string ready to inline in HTML (no XML prolog, no namespace URLs).
+
+    Element ids (clip paths, gradients) get a per-chart prefix so that several charts inlined in
+    one page do not point at each other's definitions.
+    """
     svg = vlc.vegalite_to_svg(chart.to_dict())
+    prefix = f"c{next(_svg_counter)}-"
+    for old in set(re.findall(r'\sid="([^"]+)"', svg)):
+        svg = (svg.replace(f'id="{old}"', f'id="{prefix}{old}"').replace(f"url(#{old})", f"url(#{prefix}{old})")
+               .replace(f'href="#{old}"', f'href="#{prefix}{old}"'))
     svg = re.sub(r"<\?xml[^>]*\?>", "", svg)
     svg = svg.replace(' xmlns="http://www.w3.org/2000/svg"', "").replace(
         ' xmlns:xlink="http://www.w3.org/1999/xlink"', "")

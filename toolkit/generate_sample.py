@@ -9,8 +9,8 @@ contract's CSV format, with two twists that exercise ingest:
   ``YYYY/MM/DD HH:MM`` timestamps, a 患者氏名 column of obviously fake names that the mapping
   drops), loaded with ``vendor_medilink/mapping.yaml``.
 
-``expected/ground_truth.csv`` and ``expected/generation.json`` hold what the audit must find
-(audit with ``--as-of`` from generation.json). ``attestation.yaml`` belongs to the lead and is
+``ground_truth.csv`` and ``generation.json`` hold what the audit must find (audit with
+``--as-of`` from generation.json), beside the data as in any generated folder. ``attestation.yaml`` belongs to the lead and is
 left alone.
 """
 
@@ -114,16 +114,14 @@ def build_sample(out_dir: str | Path = SAMPLE_DIR) -> dict:
         if (out / "care_plans.csv").exists():
             (out / "care_plans.csv").unlink()
         write_vendor_plans(t / "care_plans.csv", out / "vendor_medilink")
-        exp = out / "expected"
-        exp.mkdir(exist_ok=True)
-        shutil.copyfile(t / "ground_truth.csv", exp / "ground_truth.csv")
+        shutil.copyfile(t / "ground_truth.csv", out / "ground_truth.csv")
         gen = json.loads((t / "generation.json").read_text(encoding="utf-8"))
         gen["sample_layout"] = {
             "contract_files": "sample_data/*.csv (institutions.csv in CP932)",
             "care_plans": "sample_data/vendor_medilink/ml_careplans_2026.csv via mapping.yaml",
             "rebuild": "python -m toolkit.generate_sample",
         }
-        (exp / "generation.json").write_text(json.dumps(gen, ensure_ascii=False, indent=2) + "\n",
+        (out / "generation.json").write_text(json.dumps(gen, ensure_ascii=False, indent=2) + "\n",
                                              encoding="utf-8")
     return summary
 

@@ -10,6 +10,7 @@ or ``--max-rate`` is broken, 2 on usage/data errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import os
 import sys
@@ -62,6 +63,7 @@ def jinja_env() -> jinja2.Environment:
     env.filters["num"] = lambda v: "–" if v is None or pd.isna(v) else f"{int(v):,}"
     env.filters["attr"] = lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else v
     env.globals["guidance"] = text.guidance
+    env.globals["what_is_checked"] = text.what_is_checked
     env.globals["section_names"] = text.section_names
     return env
 
@@ -77,6 +79,8 @@ def open_store(db_path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
     if not Path(db_path).is_file():
         raise UserError(f"{db_path}: no such database file; run `ocaudit ingest` and `ocaudit audit` first")
     con = store.connect(db_path, read_only=True)
+    with contextlib.suppress(duckdb.Error):  # inside Jupyter without ipywidgets DuckDB refuses the setting
+        con.execute("SET enable_progress_bar = false")
     if not store.table_exists(con, "audit_runs"):
         con.close()
         raise UserError(f"{db_path}: no audit runs yet (no run store); run `ocaudit audit --db {db_path}`")
@@ -98,8 +102,8 @@ def write_owner_only(path: Path, content: str) -> None:
 
 def _records(df: pd.DataFrame) -> list[dict]:
     """Frame → list of dicts with NaN/NA turned into None (templates print '–')."""
-    return [{k: (None if not isinstance(v, list | tuple) and pd.isna(v) else v) for k, v in row.items()}
-            for row in df.to_dict("records")]
+    obj = df.astype(object)
+    return obj.where(df.notna(), None).to_dict("records")
 
 
 def _svg(chart_fn, *args) -> str | None:
@@ -138,15 +142,31 @@ def coverage(frame: pd.DataFrame, attest: pd.DataFrame) -> list[dict]:
         g["ja"], g["en"] = text.section_names(key)
         g["evaluated"] = sum(r["status"] in rd.EVALUATED for r in g["rules"])
         g["not_evaluated"] = len(g["rules"]) - g["evaluated"]
-        g["attested_yes"] = sum(a["attested"] is True for a in g["attest"])
-        g["attested_no"] = sum(a["attested"] is False for a in g["attest"])
+        g["attested_yes"] = sum(a["attested"] is not None and bool(a["attested"]) for a in g["attest"])
+        g["attested_no"] = sum(a["attested"] is not None and not bool(a["attested"]) for a in g["attest"])
         g["unanswered"] = sum(a["attested"] is None for a in g["attest"])
         out.append(g)
     return out
 
 
-def build_context(con: duckdb.DuckDBPyConnection, run_id: str | None = None, scope: Scope = Scope()) -> dict:
+def sections(frame: pd.DataFrame, cov: list[dict]) -> list[dict]:
+    """One entry per guideline section group: its must rules, attestation items and should-rule ids."""
+    should = frame[frame["level"] == "should"]
+    out = []
+    for c in cov:
+        out.append({"group": c["section"], "ja": c["ja"], "en": c["en"], "rules": c["rules"],
+                    "attest": c["attest"],
+                    "should": list(should.loc[should["section_group"] == c["section"], "rule_id"])})
+    for g in sorted(set(should["section_group"]) - {c["section"] for c in cov}, key=rd._section_key):
+        ja, en = text.section_names(g)
+        out.append({"group": g, "ja": ja, "en": en, "rules": [], "attest": [],
+                    "should": list(should.loc[should["section_group"] == g, "rule_id"])})
+    return sorted(out, key=lambda e: rd._section_key(e["group"]))
+
+
+def build_context(con: duckdb.DuckDBPyConnection, run_id: str | None = None, scope: Scope | None = None) -> dict:
     """Everything the report template shows, read from the run store (charts rendered to SVG)."""
+    scope = scope or Scope()
     run_id = rd.resolve_run(con, run_id)
     _check_scope(con, run_id, scope)
     prev_id = rd.previous_run_id(con, run_id)
@@ -159,12 +179,9 @@ def build_context(con: duckdb.DuckDBPyConnection, run_id: str | None = None, sco
                  "must": rd.pooled(frame, "must"), "should": rd.pooled(frame, "should"),
                  "how_to_read": text.HOW_TO_READ}
     ctx["not_evaluated"] = [r for r in ctx["rules"] if r["status"] in ("error", "not_evaluable")]
-    ctx["sections"] = []
-    must = frame[frame["level"] == "must"]
-    for g, sub in must.groupby("section_group", sort=False):
-        ja, en = text.section_names(g)
-        ctx["sections"].append({"group": g, "ja": ja, "en": en, "rules": _records(sub)})
+    ctx["sections"] = sections(frame, ctx["coverage"])
     svg: dict[str, str | None] = {
+        "timeline": None, "changes": None, "rate_change": None,
         "must": _svg(charts.compliance_by_rule, frame, "must"),
         "should": _svg(charts.compliance_by_rule, frame, "should") if ctx["should"]["rules"] else None,
     }
@@ -188,13 +205,18 @@ def build_context(con: duckdb.DuckDBPyConnection, run_id: str | None = None, sco
             if len(tl):
                 ctx["timeline_doctor"] = doc
                 svg["timeline"] = _svg(charts.timeline, tl, doc)
-    ctx["changes"], ctx["rate_changes"] = [], []
+    ctx["changes"], ctx["rate_changes"], ctx["change_totals"] = [], [], {}
+    ctx["rate_by_rule"], ctx["change_rules"] = {}, set()
+    ctx["verdicts"] = {"better": "改善 better", "worse": "悪化 worse", "no_change": "有意差なし no significant change",
+                       "no_data": "–"}
     if prev_id is not None:
         changes = rd.violation_changes(con, run_id, prev_id, scope)
         rates = rd.rate_changes(frame, rd.rule_frame(con, prev_id, scope))
         ctx["changes"] = _records(changes)
         ctx["rate_changes"] = _records(rates)
         ctx["change_totals"] = {k: int(changes[k].sum()) for k in ("new", "resolved", "persisting")}
+        ctx["rate_by_rule"] = {r["rule_id"]: r for r in ctx["rate_changes"]}
+        ctx["change_rules"] = set(changes["rule_id"])
         svg["changes"] = _svg(charts.run_changes, changes) if len(changes) else None
         svg["rate_change"] = _svg(charts.rate_change, rates) if len(rates) else None
     ctx["svg"] = svg

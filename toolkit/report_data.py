@@ -84,6 +84,11 @@ def run_info(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
     """The audit_runs row as a dict; ``parameters`` is parsed from JSON when possible."""
     df = con.execute("SELECT * FROM audit_runs WHERE run_id = ?", [run_id]).df()
     info = df.iloc[0].to_dict()
+    if info.get("as_of") is not None and not pd.isna(info["as_of"]):
+        info["as_of"] = pd.Timestamp(info["as_of"]).strftime("%Y-%m-%d")
+    for k in ("started_at", "finished_at"):
+        if info.get(k) is not None and not pd.isna(info[k]):
+            info[k] = pd.Timestamp(info[k]).strftime("%Y-%m-%d %H:%M:%S %z")
     try:
         info["parameters_parsed"] = json.loads(info.get("parameters") or "{}")
     except (TypeError, ValueError):
@@ -156,7 +161,8 @@ def rule_frame(con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope
     else:
         meta = add_rates(meta)
     meta["section_group"] = meta["section"].map(section_group)
-    meta["noncompliance_rate"] = 1 - meta["rate"]
+    den = meta["denominator"].where(meta["denominator"] > 0)
+    meta["noncompliance_rate"] = ((meta["violated"] + meta["not_evidenced"]) / den).astype("float64")
     meta["_key"] = meta["section_group"].map(_section_key)
     meta = meta.sort_values(["_key", "section", "rule_id"]).drop(columns="_key").reset_index(drop=True)
     return meta
@@ -225,15 +231,18 @@ def trend_frame(con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scop
 
 
 def heatmap_frame(con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope(),
-                  level: str = "must") -> pd.DataFrame:
-    """Compliance per rule × institution (one level)."""
+                  level: str = "must", max_institutions: int = 30) -> pd.DataFrame:
+    """Compliance per rule × institution (one level), for the ``max_institutions`` largest institutions."""
     where, params = _strata_where(scope)
     df = con.execute(
-        "SELECT s.rule_id, coalesce(s.institution_id, '(unknown 不明)') AS institution_id,"
+        "WITH cells AS (SELECT s.rule_id, coalesce(s.institution_id, '(unknown 不明)') AS institution_id,"
         " sum(s.denominator) AS denominator, sum(s.violated) AS violated, sum(s.not_evidenced) AS not_evidenced"
         " FROM rule_results_strata s JOIN rule_results r ON r.run_id = s.run_id AND r.rule_id = s.rule_id"
         f" WHERE s.run_id = ? AND r.level = ? AND r.status IN ('passed','failed') AND {where}"
-        " GROUP BY ALL HAVING sum(s.denominator) > 0 ORDER BY 1, 2", [run_id, level, *params]).df()
+        " GROUP BY ALL HAVING sum(s.denominator) > 0),"
+        " top AS (SELECT institution_id FROM cells GROUP BY 1 ORDER BY sum(denominator) DESC, 1 LIMIT ?)"
+        " SELECT * FROM cells WHERE institution_id IN (SELECT institution_id FROM top) ORDER BY 1, 2",
+        [run_id, level, *params, max_institutions]).df()
     return add_rates(df)
 
 
@@ -257,12 +266,16 @@ def ec_funnel_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def violations_frame(con: duckdb.DuckDBPyConnection, run_id: str, rule_id: str | None = None,
                      institution: str | None = None, doctor: str | None = None, month: str | None = None,
-                     period: tuple[str, str] | None = None, limit: int | None = None) -> pd.DataFrame:
+                     period: tuple[str, str] | None = None, limit: int | None = None,
+                     source: str = "violations") -> pd.DataFrame:
     """The run's violating records (ids only) with rule titles, filtered by rule/institution/doctor/month.
 
     ``rule_id`` may be a glob ('ec.*'). Columns: rule_id, level, section, title_en, title_ja,
     entity, entity_id, status (violated|not_evidenced), institution_id, doctor_id, month.
+    ``source`` names a table with the violations layout (e.g. a temp copy sorted by doctor).
     """
+    if not re.fullmatch(r"[a-z_]+", source):
+        raise ValueError("source must be a plain table name")
     cond, params = ["v.run_id = ?"], [run_id]
     for col, val in (("institution_id", institution), ("doctor_id", doctor), ("month", month)):
         if val is not None:
@@ -275,7 +288,7 @@ def violations_frame(con: duckdb.DuckDBPyConnection, run_id: str, rule_id: str |
         cond.append("v.month BETWEEN ? AND ?")
         params.extend(period)
     sql = ("SELECT v.rule_id, r.level, r.section, r.title_en, r.title_ja, v.entity, v.entity_id, v.status,"
-           " v.institution_id, v.doctor_id, v.month FROM violations v LEFT JOIN rule_results r"
+           " v.institution_id, v.doctor_id, v.month FROM " + source + " v LEFT JOIN rule_results r"
            " ON r.run_id = v.run_id AND r.rule_id = v.rule_id WHERE " + " AND ".join(cond)
            + " ORDER BY v.rule_id, v.month NULLS LAST, v.institution_id, v.doctor_id, v.entity_id")
     if limit is not None:
@@ -322,7 +335,8 @@ def dq_frame(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
 
 def attestation_frame(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
     """Attestation checklist answers of the run (attested NULL = not answered)."""
-    return con.execute("SELECT item_id, section, title_en, title_ja, attested, attested_by, attested_on, note"
+    return con.execute("SELECT item_id, section, title_en, title_ja, attested, attested_by,"
+                       " CAST(attested_on AS VARCHAR) AS attested_on, note"
                        " FROM attestations WHERE run_id = ? ORDER BY section, item_id", [run_id]).df()
 
 

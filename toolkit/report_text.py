@@ -6,6 +6,8 @@ rule-id prefix (``ec.`` → the EC guidance) and a generic sentence for rules no
 
 from __future__ import annotations
 
+import functools
+
 #: Guideline chapter V parts: section group → (Japanese, English).
 SECTIONS: dict[str, tuple[str, str]] = {
     "V-1": ("オンライン診療の提供に関する事項", "Providing online care"),
@@ -72,12 +74,31 @@ def section_names(group: str) -> tuple[str, str]:
     return SECTIONS.get(group, ("", group))
 
 
+@functools.cache
+def _catalogue() -> dict[str, tuple[str, str, str]]:
+    """rule id → (guidance, scope, check) in English from the rule catalogue (empty if it cannot load)."""
+    try:
+        from toolkit.catalogue import load
+        return {r.id: (r.guidance, r.scope, r.check) for r in load().rules}
+    except Exception:  # the report must still render from the run store alone
+        return {}
+
+
 def guidance(rule_id: str) -> tuple[str, str]:
-    """(Japanese, English) guidance for a rule id, falling back to its prefix and then a generic line."""
-    if rule_id in GUIDANCE:
-        return GUIDANCE[rule_id]
-    prefix = rule_id.split(".")[0] + "."
-    return GUIDANCE.get(prefix, _GENERIC)
+    """(Japanese, English) guidance for a rule id.
+
+    Japanese: by rule id, else by rule-id prefix, else a generic line. English: the rule
+    catalogue's own guidance when the rule is in it, else the same fallbacks.
+    """
+    ja, en = GUIDANCE.get(rule_id) or GUIDANCE.get(rule_id.split(".")[0] + ".", _GENERIC)
+    cat = _catalogue().get(rule_id)
+    return ja, (cat[0] if cat and cat[0] else en)
+
+
+def what_is_checked(rule_id: str) -> str:
+    """'scope: …; check: …' from the rule catalogue, or '' for rules not in it."""
+    cat = _catalogue().get(rule_id)
+    return f"In scope 対象: {cat[1]}. Checked 確認内容: {cat[2]}." if cat else ""
 
 
 HOW_TO_READ: list[tuple[str, str]] = [
@@ -93,6 +114,13 @@ HOW_TO_READ: list[tuple[str, str]] = [
      "外側の点は偶然では説明しにくい差を示します。順位表ではありません。",
      "Funnel plot: volume across, compliance up. Dashed lines are the 95% and 99.8% control limits around "
      "the overall rate; points outside them differ beyond chance. It is not a league table."),
+    ("ヒートマップ: 規則×医療機関の遵守率。色は80%以下で同じ赤になります。セルの数字が遵守率です。",
+     "Heat map: compliance per rule and institution; colours bottom out at 80%; the number is the rate."),
+    ("タイムライン: 1人の医師の診療を時刻順に並べ、同時に行われた診療は2行目以降に赤で示します。",
+     "Timeline: one doctor's sessions in time; a session running at the same time as another goes to a "
+     "second row and is red when the audit counted it against exam.one_patient_at_a_time."),
+    ("緊急避妊のファンネル: 事例数 → 処方あり → 薬剤師の面前内服 → 受診確認（期限前を含む）。",
+     "EC funnel: cases → prescribed → witnessed intake → follow-up visit (or not yet due)."),
     ("前回比較: 記録IDで照合した新規・継続・解消の件数と、2標本比率の検定（p<0.05）による改善・悪化。",
      "Run comparison: new, persisting and resolved records (matched by id), and better/worse by a "
      "two-proportion z-test at p < 0.05."),

@@ -1,23 +1,27 @@
-"""The SQL of every rule: in-scope records with a status, computed inside DuckDB.
+"""The SQL of every rule, computed inside DuckDB as one wide check table per entity.
 
-Each rule is one SELECT yielding ``entity_id, institution_id, doctor_id, month, s, p`` where
-``s`` is the scope test and ``p`` the pass test, both SQL booleans that may be NULL. The status
-follows docs/rule-semantics.md ("How unknown values are judged"):
+Each rule is a pair of SQL booleans over its entity's row — ``scope`` (S) and ``check`` (P),
+either of which may be NULL — plus the named joins it needs. The status follows
+docs/rule-semantics.md ("How unknown values are judged"):
 
-    s true,  p true  → passed          s NULL, p true        → passed
-    s true,  p false → violated        s NULL, p false/NULL  → not_evidenced
-    s true,  p NULL  → not_evidenced   s false               → not in scope
+    S true,  P true  → passed          S NULL, P true        → passed
+    S true,  P false → violated        S NULL, P false/NULL  → not_evidenced
+    S true,  P NULL  → not_evidenced   S false               → NULL (not in scope)
 
-:func:`create_views` writes helper views (``_audit_s``, ``_audit_rx``, ``_audit_ec``) and one
-view ``_audit_rule_checks`` — the UNION ALL of every evaluable rule — that the GX suites
-validate. Views are plain SQL with the as-of date written in as a literal, so GX's own
-connection sees exactly what the audit sees. Time-of-day is always read in Japan time with
-``timezone('Asia/Tokyo', …)``, whatever the connection's TimeZone setting.
+:func:`create_check_tables` builds, for each entity, ONE table ``_audit_<entity>_checks``
+with one row per record (``entity_id``, ``institution_id``, ``doctor_id``, ``month``) and one
+status column per evaluable rule (:func:`column_name`). Every base table is scanned once
+with the joins its rules need, which is what keeps the audit close to a hand-written single
+pass. The GX suites validate the status columns of these tables; :data:`CHECKS_VIEW` is the
+long form (rule, entity, id, status) used for violations, strata and drill-down.
+Times are read in Japan time with ``timezone('Asia/Tokyo', …)`` whatever the connection's
+TimeZone, and the as-of date is written into the SQL as a literal.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import duckdb
 
@@ -25,15 +29,7 @@ IN_PERSON = "('switched_to_in_person', 'referred')"
 PRIOR_SOURCES = "('chart', 'referral_letter', 'health_check', 'regional_network', 'medication_notebook', 'phr')"
 OC = "'online_care'"
 OC_OR = "('online_care', 'online_referral')"
-MISUSE_CLASSES = "('hypnotic', 'diuretic', 'antidiabetic', 'pde5')"
-
-#: Status expression shared by every rule.
-STATUS_SQL = """CASE
-    WHEN s IS TRUE AND p IS TRUE THEN 'passed'
-    WHEN s IS TRUE AND p IS FALSE THEN 'violated'
-    WHEN s IS TRUE THEN 'not_evidenced'
-    WHEN p IS TRUE THEN 'passed'
-    ELSE 'not_evidenced' END"""
+CHECKS_VIEW = "_audit_rule_checks"
 
 
 def _and3(expr: str) -> str:
@@ -42,84 +38,125 @@ def _and3(expr: str) -> str:
             f"WHEN count(*) FILTER (WHERE ({expr}) IS NULL) > 0 THEN NULL ELSE TRUE END")
 
 
-def _session_rule(scope: str, check: str, joins: str = "") -> str:
-    return (f"SELECT s.session_id AS entity_id, s.institution_id, s.doctor_id, s.month,\n"
-            f"  ({scope}) AS s, ({check}) AS p\nFROM _audit_s s {joins}")
+@dataclass(frozen=True)
+class RuleSQL:
+    """Scope and check expressions of one rule, over its entity's base row and joins."""
+
+    entity: str
+    scope: str
+    check: str
+    joins: tuple[str, ...] = ()
 
 
-def _rx_rule(scope: str, check: str) -> str:
-    return (f"SELECT r.rx_id AS entity_id, r.institution_id, r.doctor_id, r.month,\n"
-            f"  ({scope}) AS s, ({check}) AS p\nFROM _audit_rx r")
+@dataclass(frozen=True)
+class EntityBase:
+    """The FROM clause of an entity's check table and its id/strata expressions."""
+
+    from_sql: str
+    entity_id: str
+    institution_id: str
+    doctor_id: str
+    month: str
 
 
-def _ec_rule(scope: str, check: str, joins: str = "") -> str:
-    return (f"SELECT e.session_id AS entity_id, e.institution_id, e.doctor_id, e.month,\n"
-            f"  ({scope}) AS s, ({check}) AS p\nFROM _audit_ec e {joins}")
+ENTITY_BASES: dict[str, EntityBase] = {
+    "session": EntityBase("_audit_s s", "s.session_id", "s.institution_id", "s.doctor_id", "s.month"),
+    "prescription": EntityBase("_audit_rx r", "r.rx_id", "r.institution_id", "r.doctor_id", "r.month"),
+    "ec_case": EntityBase("_audit_ec e", "e.session_id", "e.institution_id", "e.doctor_id", "e.month"),
+    "care_plan": EntityBase("care_plans cp", "cp.care_plan_id", "NULL::VARCHAR", "NULL::VARCHAR",
+                            "strftime(timezone('Asia/Tokyo', cp.created_at), '%Y-%m')"),
+    "doctor": EntityBase("doctors d", "d.doctor_id", "d.institution_id", "d.doctor_id", "NULL::VARCHAR"),
+    "institution": EntityBase("institutions i", "i.institution_id", "i.institution_id", "NULL::VARCHAR",
+                              "NULL::VARCHAR"),
+}
+
+#: Named joins a rule may ask for (each yields at most one row per base row).
+JOINS: dict[str, str] = {
+    "pc": "LEFT JOIN sessions pc ON pc.session_id = s.preceded_by_session_id",
+    "ec": "LEFT JOIN (SELECT DISTINCT session_id FROM ec_cases) ec ON ec.session_id = s.session_id",
+    "cp": "LEFT JOIN care_plans cp ON cp.care_plan_id = s.care_plan_id",
+    "fv": f"""LEFT JOIN (SELECT patient_id, min(started_at) AS first_at FROM sessions
+              WHERE kind = {OC} AND is_first_visit GROUP BY patient_id) fv ON fv.patient_id = s.patient_id""",
+    "pl": """LEFT JOIN (SELECT s2.session_id,
+                 bool_or(p2.created_at <= s2.started_at
+                         AND (p2.deleted_at IS NULL OR p2.deleted_at > s2.started_at)) AS has_plan
+               FROM sessions s2 JOIN care_plans p2 ON p2.patient_id = s2.patient_id
+               WHERE s2.kind = 'online_care'
+               GROUP BY s2.session_id) pl ON pl.session_id = s.session_id""",
+    "rxs": "LEFT JOIN (SELECT DISTINCT session_id FROM prescriptions) rxs ON rxs.session_id = s.session_id",
+    # Sorted by (doctor, start, id): a session overlaps a later one iff the NEXT session starts
+    # before it ends, and an earlier one iff the running maximum of earlier end times passes its start.
+    "ov": """LEFT JOIN (
+        SELECT session_id,
+          coalesce(lag(max_end) OVER w > started_at, FALSE)
+            OR coalesce(lead(started_at) OVER w < ended_at, FALSE) AS overlap
+        FROM (SELECT session_id, doctor_id, started_at, ended_at,
+                     max(ended_at) OVER (PARTITION BY doctor_id ORDER BY started_at, session_id
+                                         ROWS UNBOUNDED PRECEDING) AS max_end
+              FROM sessions
+              WHERE started_at IS NOT NULL AND ended_at > started_at AND doctor_id IS NOT NULL) x
+        WINDOW w AS (PARTITION BY doctor_id ORDER BY started_at, session_id)) ov ON ov.session_id = s.session_id""",
+    "d": "LEFT JOIN doctors d ON d.doctor_id = s.doctor_id",
+    "mf": f"""LEFT JOIN (SELECT session_id, {_and3("mfa")} AS all_mfa FROM access_log
+              WHERE actor = 'doctor' AND event = 'join' GROUP BY session_id) mf ON mf.session_id = s.session_id""",
+    "al": """LEFT JOIN (SELECT a.session_id, bool_or(a.event = 'join') AS has_join,
+                 bool_or(a.event = 'leave') AS has_leave
+               FROM access_log a JOIN sessions s0 ON s0.session_id = a.session_id
+               WHERE a.actor = 'doctor' AND a."at" BETWEEN s0.started_at AND s0.ended_at
+               GROUP BY a.session_id) al ON al.session_id = s.session_id""",
+    "l": f"""LEFT JOIN (SELECT r.session_id, count(*) AS n_lines,
+                {_and3("r.quantity = 1 AND r.dispensing = 'outside'")} AS single_outside,
+                {_and3("r.pharmacist_trained AND r.witnessed_intake")} AS witnessed
+              FROM _audit_rx r WHERE r.emergency_contraceptive GROUP BY r.session_id) l
+              ON l.session_id = e.session_id""",
+    "u": """LEFT JOIN (SELECT DISTINCT care_plan_id FROM sessions WHERE care_plan_id IS NOT NULL) u
+              ON u.care_plan_id = cp.care_plan_id""",
+    "i": "LEFT JOIN institutions i ON i.institution_id = d.institution_id",
+}
 
 
-_EC_LINES = f"""LEFT JOIN (
-    SELECT r.session_id, count(*) AS n_lines,
-      {_and3("r.quantity = 1 AND r.dispensing = 'outside'")} AS single_outside,
-      {_and3("r.pharmacist_trained AND r.witnessed_intake")} AS witnessed
-    FROM _audit_rx r WHERE r.emergency_contraceptive GROUP BY r.session_id) l
-  ON l.session_id = e.session_id"""
-
-_OVERLAP = """LEFT JOIN (
-    SELECT session_id,
-      coalesce(max(ended_at) OVER w_prev > started_at, FALSE)
-        OR coalesce(min(started_at) OVER w_next < ended_at, FALSE) AS overlap
-    FROM sessions
-    WHERE started_at IS NOT NULL AND ended_at > started_at AND doctor_id IS NOT NULL
-    WINDOW w_prev AS (PARTITION BY doctor_id ORDER BY started_at, session_id
-                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-           w_next AS (PARTITION BY doctor_id ORDER BY started_at, session_id
-                      ROWS BETWEEN 1 FOLLOWING AND UNBOUNDED FOLLOWING)) ov
-  ON ov.session_id = s.session_id"""
-
-
-def rule_selects(as_of: dt.date, network_threshold: int = 3) -> dict[str, str]:
-    """One SELECT per rule id (see module docstring for the columns)."""
+def rules_sql(as_of: dt.date, network_threshold: int = 3) -> dict[str, RuleSQL]:
+    """Scope/check SQL of every rule id (see docs/rule-semantics.md)."""
     as_of_sql = f"DATE '{as_of.isoformat()}'"
+    S = "session"  # noqa: N806
     return {
-        "consent.recorded": _session_rule(f"s.kind IN {OC_OR}", "s.consent_at <= s.started_at"),
-        "consent.explicit_wish": _session_rule(
-            f"s.kind = {OC} OR (s.kind = 'online_referral' AND NOT (s.initiated_by = 'patient'))",
+        "consent.recorded": RuleSQL(S, f"s.kind IN {OC_OR}", "s.consent_at <= s.started_at"),
+        "consent.explicit_wish": RuleSQL(
+            S, f"s.kind = {OC} OR (s.kind = 'online_referral' AND NOT (s.initiated_by = 'patient'))",
             "s.wish_confirmed"),
-        "consent.explained_first": _session_rule(
-            f"s.kind = {OC}",
+        "consent.explained_first": RuleSQL(
+            S, f"s.kind = {OC}",
             """CASE WHEN s.explained_at IS NULL THEN NULL
                     WHEN s.explained_at <= s.consent_at THEN TRUE
                     WHEN s.is_emergency THEN TRUE
                     WHEN s.is_emergency IS NULL OR s.consent_at IS NULL THEN NULL
                     ELSE FALSE END"""),
-        "judgement.each_session": _session_rule(
-            f"s.kind IN {OC_OR}",
+        "judgement.each_session": RuleSQL(
+            S, f"s.kind IN {OC_OR}",
             """CASE WHEN s.feasibility IS NULL THEN NULL
                     WHEN s.feasibility = 'appropriate' THEN TRUE
                     WHEN s.outcome IS NULL THEN NULL
                     WHEN NOT s.in_person THEN FALSE
                     WHEN s.referred_at IS NULL THEN NULL
                     ELSE TRUE END"""),
-        "judgement.stop_when_insufficient": _session_rule(
-            f"s.kind IN {OC_OR}",
+        "judgement.stop_when_insufficient": RuleSQL(
+            S, f"s.kind IN {OC_OR}",
             "CASE WHEN s.info_sufficient IS NULL THEN NULL WHEN s.info_sufficient THEN TRUE ELSE s.in_person END"),
-        "first_visit.unsuitable_symptom": _session_rule(
-            f"s.kind = {OC} AND s.is_first_visit",
+        "first_visit.unsuitable_symptom": RuleSQL(
+            S, f"s.kind = {OC} AND s.is_first_visit",
             "CASE WHEN s.unsuitable_symptom IS NULL THEN NULL WHEN NOT s.unsuitable_symptom THEN TRUE "
             "ELSE s.in_person END"),
-        "first_visit.basis": _session_rule(
-            f"s.kind = {OC} AND s.is_first_visit AND s.care_form <> 'd_to_p_with_d' AND ec.session_id IS NULL",
+        "first_visit.basis": RuleSQL(
+            S, f"s.kind = {OC} AND s.is_first_visit AND s.care_form <> 'd_to_p_with_d' AND ec.session_id IS NULL",
             f"""s.is_regular_doctor
                 OR (s.prior_info_source IN {PRIOR_SOURCES} AND s.prior_info_recorded)
                 OR coalesce(pc.kind = 'pre_consultation' AND pc.patient_id = s.patient_id
-                            AND pc.ended_at <= s.started_at, FALSE)""",
-            "LEFT JOIN sessions pc ON pc.session_id = s.preceded_by_session_id "
-            "LEFT JOIN (SELECT DISTINCT session_id FROM ec_cases) ec ON ec.session_id = s.session_id"),
-        "first_visit.emergency_in_person": _session_rule(
-            f"s.kind = {OC}",
+                            AND pc.ended_at <= s.started_at, FALSE)""", ("pc", "ec")),
+        "first_visit.emergency_in_person": RuleSQL(
+            S, f"s.kind = {OC}",
             "CASE WHEN s.is_emergency IS NULL THEN NULL WHEN NOT s.is_emergency THEN TRUE ELSE s.in_person END"),
-        "care_plan.exists": _session_rule(
-            f"s.kind = {OC} AND NOT s.is_first_visit",
+        "care_plan.exists": RuleSQL(
+            S, f"s.kind = {OC} AND NOT s.is_first_visit",
             """CASE WHEN s.care_plan_id IS NULL THEN NULL
                     WHEN cp.care_plan_id IS NULL THEN FALSE
                     WHEN cp.patient_id IS NULL OR s.patient_id IS NULL THEN NULL
@@ -128,131 +165,103 @@ def rule_selects(as_of: dt.date, network_threshold: int = 3) -> dict[str, str]:
                     WHEN cp.created_at > s.started_at THEN FALSE
                     WHEN s.care_form = 'd_to_p_with_d' THEN TRUE
                     WHEN cp.in_person_assessed_at IS NULL THEN NULL
-                    ELSE cp.in_person_assessed_at <= cp.created_at END""",
-            "LEFT JOIN care_plans cp ON cp.care_plan_id = s.care_plan_id"),
-        "care_plan.after_first_visit": _session_rule(
-            f"s.kind = {OC} AND s.is_first_visit IS DISTINCT FROM TRUE AND s.started_at > fv.first_at",
-            "coalesce(pl.has_plan, FALSE)",
-            f"""JOIN (SELECT patient_id, min(started_at) AS first_at FROM sessions
-                      WHERE kind = {OC} AND is_first_visit GROUP BY patient_id) fv
-                  ON fv.patient_id = s.patient_id
-                LEFT JOIN (SELECT s2.session_id,
-                             bool_or(cp.created_at <= s2.started_at
-                                     AND (cp.deleted_at IS NULL OR cp.deleted_at > s2.started_at)) AS has_plan
-                           FROM sessions s2 JOIN care_plans cp ON cp.patient_id = s2.patient_id
-                           GROUP BY s2.session_id) pl
-                  ON pl.session_id = s.session_id"""),
-        "care_plan.rotation_named": _session_rule(
-            f"s.kind = {OC}",
+                    ELSE cp.in_person_assessed_at <= cp.created_at END""", ("cp",)),
+        "care_plan.after_first_visit": RuleSQL(
+            S, f"""s.kind = {OC} AND s.is_first_visit IS DISTINCT FROM TRUE
+                   AND CASE WHEN fv.patient_id IS NULL THEN FALSE ELSE s.started_at > fv.first_at END""",
+            "coalesce(pl.has_plan, FALSE)", ("fv", "pl")),
+        "care_plan.rotation_named": RuleSQL(
+            S, f"s.kind = {OC} AND cp.care_plan_id IS NOT NULL",
             """CASE WHEN cp.doctors IS NULL THEN NULL
                     WHEN list_contains(list_transform(string_split(cp.doctors, ';'), lambda x: trim(x)),
                                        s.doctor_id) THEN TRUE
-                    ELSE s.substitute_doctor AND s.substitute_consent END""",
-            "JOIN care_plans cp ON cp.care_plan_id = s.care_plan_id"),
-        "recording.agreed": _session_rule(
-            "TRUE",
+                    ELSE s.substitute_doctor AND s.substitute_consent END""", ("cp",)),
+        "recording.agreed": RuleSQL(
+            S, "TRUE",
             "CASE WHEN s.recording_saved IS NULL THEN NULL WHEN NOT s.recording_saved THEN TRUE "
             "ELSE s.recording_agreed END"),
-        "identity.patient": _session_rule(
-            f"s.kind IN {OC_OR} AND ((s.kind = {OC} AND s.is_first_visit) "
-            "OR s.patient_id_method IS DISTINCT FROM 'known_in_person')",
+        "identity.patient": RuleSQL(
+            S, f"s.kind IN {OC_OR} AND ((s.kind = {OC} AND s.is_first_visit) "
+               "OR s.patient_id_method IS DISTINCT FROM 'known_in_person')",
             """CASE WHEN s.patient_id_method IS NULL THEN NULL
                     WHEN s.patient_id_method IN ('photo_id', 'two_ids', 'one_id_plus_questions') THEN TRUE
                     WHEN s.patient_id_method = 'none' THEN s.is_emergency
                     ELSE FALSE END"""),
-        "identity.doctor": _session_rule(f"s.kind IN {OC_OR} AND s.is_first_visit", "s.doctor_id_shown"),
-        "identity.qualification": _session_rule(
-            f"s.kind IN {OC_OR} AND s.is_first_visit", "s.doctor_qualification_shown"),
-        "rx.first_visit_narcotic_psychotropic": _rx_rule(
-            f"r.kind = {OC} AND r.is_first_visit", "NOT (r.narcotic OR r.psychotropic)"),
-        "rx.first_visit_high_risk": _rx_rule(
-            f"r.kind = {OC} AND r.is_first_visit AND NOT r.history_known", "NOT r.high_risk"),
-        "rx.first_visit_max_7_days": _rx_rule(
-            f"r.kind = {OC} AND r.is_first_visit AND NOT r.history_known", "r.days_supply <= 7"),
-        "rx.meds_confirmed": _session_rule(
-            f"s.kind = {OC}", "s.meds_confirmed",
-            "JOIN (SELECT DISTINCT session_id FROM prescriptions) rxs ON rxs.session_id = s.session_id"),
-        "exam.realtime_video": _session_rule(
-            "s.kind IN ('online_care', 'online_referral', 'pre_consultation')", "s.modality = 'video'"),
-        "exam.one_patient_at_a_time": _session_rule(
-            f"s.kind IN {OC_OR}",
-            "CASE WHEN ov.session_id IS NULL THEN NULL ELSE NOT ov.overlap END", _OVERLAP),
-        "exam.staff_consent": _session_rule(
-            f"s.kind IN {OC_OR}",
+        "identity.doctor": RuleSQL(S, f"s.kind IN {OC_OR} AND s.is_first_visit", "s.doctor_id_shown"),
+        "identity.qualification": RuleSQL(
+            S, f"s.kind IN {OC_OR} AND s.is_first_visit", "s.doctor_qualification_shown"),
+        "rx.first_visit_narcotic_psychotropic": RuleSQL(
+            "prescription", f"r.kind = {OC} AND r.is_first_visit", "NOT (r.narcotic OR r.psychotropic)"),
+        "rx.first_visit_high_risk": RuleSQL(
+            "prescription", f"r.kind = {OC} AND r.is_first_visit AND NOT r.history_known", "NOT r.high_risk"),
+        "rx.first_visit_max_7_days": RuleSQL(
+            "prescription", f"r.kind = {OC} AND r.is_first_visit AND NOT r.history_known", "r.days_supply <= 7"),
+        "rx.meds_confirmed": RuleSQL(
+            S, f"s.kind = {OC} AND rxs.session_id IS NOT NULL", "s.meds_confirmed", ("rxs",)),
+        "exam.realtime_video": RuleSQL(
+            S, "s.kind IN ('online_care', 'online_referral', 'pre_consultation')", "s.modality = 'video'"),
+        "exam.one_patient_at_a_time": RuleSQL(
+            S, f"s.kind IN {OC_OR}", "CASE WHEN ov.session_id IS NULL THEN NULL ELSE NOT ov.overlap END",
+            ("ov",)),
+        "exam.staff_consent": RuleSQL(
+            S, f"s.kind IN {OC_OR}",
             "CASE WHEN s.staff_present IS NULL THEN NULL WHEN NOT s.staff_present THEN TRUE "
             "ELSE s.staff_consent END"),
-        "place.doctor_private": _session_rule(
-            "TRUE", "s.doctor_location <> 'public' AND s.doctor_location_private"),
-        "place.doctor_affiliated": """SELECT d.doctor_id AS entity_id, d.institution_id, d.doctor_id,
-  NULL::VARCHAR AS month, TRUE AS s,
-  CASE WHEN d.institution_id IS NULL THEN NULL WHEN i.institution_id IS NULL THEN FALSE
-       ELSE i.contact_published END AS p
-FROM doctors d LEFT JOIN institutions i ON i.institution_id = d.institution_id""",
-        "place.compliance_published": """SELECT i.institution_id AS entity_id, i.institution_id,
-  NULL::VARCHAR AS doctor_id, NULL::VARCHAR AS month, TRUE AS s, i.compliance_published AS p
-FROM institutions i""",
-        "place.patient_private": _session_rule(
-            "TRUE", "s.patient_location <> 'other' AND s.patient_location_private"),
-        "security.third_party": _session_rule(
-            "TRUE",
+        "place.doctor_private": RuleSQL(S, "TRUE", "s.doctor_location <> 'public' AND s.doctor_location_private"),
+        "place.doctor_affiliated": RuleSQL(
+            "doctor", "TRUE",
+            "CASE WHEN d.institution_id IS NULL THEN NULL WHEN i.institution_id IS NULL THEN FALSE "
+            "ELSE i.contact_published END", ("i",)),
+        "place.compliance_published": RuleSQL("institution", "TRUE", "i.compliance_published"),
+        "place.patient_private": RuleSQL(
+            S, "TRUE", "s.patient_location <> 'other' AND s.patient_location_private"),
+        "security.third_party": RuleSQL(
+            S, "TRUE",
             "CASE WHEN s.third_party_present IS NULL THEN NULL WHEN NOT s.third_party_present THEN TRUE "
             "ELSE s.third_party_consent END"),
-        "security.institution_initiates": _session_rule(
-            "s.platform = 'general_purpose'", "s.initiated_by = 'institution'"),
-        "security.tls": _session_rule("s.tls_version IS NOT NULL", "s.tls_ok"),
-        "training.doctor_online": _session_rule(
-            f"s.kind IN {OC_OR}",
-            "CASE WHEN d.doctor_id IS NULL THEN NULL ELSE d.online_training_on <= s.sdate END",
-            "LEFT JOIN doctors d ON d.doctor_id = s.doctor_id"),
-        "ec.prescriber_qualified": _ec_rule(
-            "TRUE", "e.specialty = 'obgyn' OR e.ec_training_on <= e.sdate"),
-        "ec.reason_allowed": _ec_rule("TRUE", "e.reason IN ('geographic', 'psychological')"),
-        "ec.single_tablet_outside": _ec_rule(
-            "coalesce(l.n_lines, 0) >= 1", "CASE WHEN l.n_lines > 1 THEN FALSE ELSE l.single_outside END", _EC_LINES),
-        "ec.witnessed_intake": _ec_rule("coalesce(l.n_lines, 0) >= 1", "l.witnessed", _EC_LINES),
-        "ec.follow_up": _ec_rule(
-            "TRUE",
+        "security.institution_initiates": RuleSQL(
+            S, "s.platform = 'general_purpose'", "s.initiated_by = 'institution'"),
+        "security.tls": RuleSQL(S, "s.tls_version IS NOT NULL", "s.tls_ok"),
+        "training.doctor_online": RuleSQL(
+            S, f"s.kind IN {OC_OR}",
+            "CASE WHEN d.doctor_id IS NULL THEN NULL ELSE d.online_training_on <= s.sdate END", ("d",)),
+        "ec.prescriber_qualified": RuleSQL(
+            "ec_case", "TRUE", "e.specialty = 'obgyn' OR e.ec_training_on <= e.sdate"),
+        "ec.reason_allowed": RuleSQL("ec_case", "TRUE", "e.reason IN ('geographic', 'psychological')"),
+        "ec.single_tablet_outside": RuleSQL(
+            "ec_case", "coalesce(l.n_lines, 0) >= 1",
+            "CASE WHEN l.n_lines > 1 THEN FALSE ELSE l.single_outside END", ("l",)),
+        "ec.witnessed_intake": RuleSQL("ec_case", "coalesce(l.n_lines, 0) >= 1", "l.witnessed", ("l",)),
+        "ec.follow_up": RuleSQL(
+            "ec_case", "TRUE",
             f"""CASE WHEN e.follow_up_due_on IS NULL OR e.sdate IS NULL THEN NULL
                      WHEN e.follow_up_due_on < e.sdate + 14 OR e.follow_up_due_on > e.sdate + 28 THEN FALSE
                      WHEN {as_of_sql} > e.follow_up_due_on + 14 AND e.follow_up_visited_on IS NULL THEN FALSE
                      ELSE TRUE END"""),
-        "ec.assault_support": _ec_rule(
-            "e.assault_suspected", "e.police_or_onestop_referred AND (e.adult OR e.child_guidance_notified)"),
-        "ec.contraception_counselled": _ec_rule("TRUE", "e.contraception_counselled"),
-        "care_plan.complete": """SELECT cp.care_plan_id AS entity_id, NULL::VARCHAR AS institution_id,
-  NULL::VARCHAR AS doctor_id, strftime(timezone('Asia/Tokyo', cp.created_at), '%Y-%m') AS month, TRUE AS s,
-  (cp.has_content AND cp.has_schedule AND cp.has_hours AND cp.has_method AND cp.has_stop_conditions
-   AND cp.has_cooperation AND cp.has_emergency_plan AND cp.has_doctor_names AND cp.has_security_scope) AS p
-FROM care_plans cp
-JOIN (SELECT DISTINCT care_plan_id FROM sessions WHERE care_plan_id IS NOT NULL) u
-  ON u.care_plan_id = cp.care_plan_id""",
-        "care_plan.retained": f"""SELECT cp.care_plan_id AS entity_id, NULL::VARCHAR AS institution_id,
-  NULL::VARCHAR AS doctor_id, strftime(timezone('Asia/Tokyo', cp.created_at), '%Y-%m') AS month,
-  CAST(timezone('Asia/Tokyo', cp.created_at) AS DATE) <= {as_of_sql} AS s,
-  (cp.deleted_at IS NULL
-   OR CAST(timezone('Asia/Tokyo', cp.deleted_at) AS DATE) > {as_of_sql}
-   OR cp.deleted_at >= cp.created_at + INTERVAL 2 YEAR) AS p
-FROM care_plans cp""",
-        "evidence.chart_marked_online": _session_rule(f"s.kind IN {OC_OR}", "s.chart_marked_online"),
-        "security.mfa": _session_rule(
-            "TRUE", "mf.all_mfa",
-            f"""JOIN (SELECT session_id, {_and3("mfa")} AS all_mfa FROM access_log
-                      WHERE actor = 'doctor' AND event = 'join' GROUP BY session_id) mf
-                  ON mf.session_id = s.session_id"""),
-        "exam.access_log": _session_rule(
-            f"s.kind IN {OC_OR}",
+        "ec.assault_support": RuleSQL(
+            "ec_case", "e.assault_suspected",
+            "e.police_or_onestop_referred AND (e.adult OR e.child_guidance_notified)"),
+        "ec.contraception_counselled": RuleSQL("ec_case", "TRUE", "e.contraception_counselled"),
+        "care_plan.complete": RuleSQL(
+            "care_plan", "u.care_plan_id IS NOT NULL",
+            """cp.has_content AND cp.has_schedule AND cp.has_hours AND cp.has_method AND cp.has_stop_conditions
+               AND cp.has_cooperation AND cp.has_emergency_plan AND cp.has_doctor_names
+               AND cp.has_security_scope""", ("u",)),
+        "care_plan.retained": RuleSQL(
+            "care_plan", f"CAST(timezone('Asia/Tokyo', cp.created_at) AS DATE) <= {as_of_sql}",
+            f"""cp.deleted_at IS NULL
+                OR CAST(timezone('Asia/Tokyo', cp.deleted_at) AS DATE) > {as_of_sql}
+                OR cp.deleted_at >= cp.created_at + INTERVAL 2 YEAR"""),
+        "evidence.chart_marked_online": RuleSQL(S, f"s.kind IN {OC_OR}", "s.chart_marked_online"),
+        "security.mfa": RuleSQL(S, "mf.session_id IS NOT NULL", "mf.all_mfa", ("mf",)),
+        "exam.access_log": RuleSQL(
+            S, f"s.kind IN {OC_OR}",
             "CASE WHEN s.started_at IS NULL OR s.ended_at IS NULL THEN NULL "
-            "ELSE coalesce(al.has_join AND al.has_leave, FALSE) END",
-            """LEFT JOIN (SELECT a.session_id, bool_or(a.event = 'join') AS has_join,
-                                 bool_or(a.event = 'leave') AS has_leave
-                          FROM access_log a JOIN sessions s0 ON s0.session_id = a.session_id
-                          WHERE a.actor = 'doctor' AND a."at" BETWEEN s0.started_at AND s0.ended_at
-                          GROUP BY a.session_id) al
-                  ON al.session_id = s.session_id"""),
-        "rx.misuse_signal": _rx_rule(
-            f"r.kind = {OC} AND r.is_first_visit", "NOT (r.psychotropic OR r.misuse)"),
-        "network.stable": _session_rule(
-            "s.network_interruptions IS NOT NULL", f"s.network_interruptions <= {int(network_threshold)}"),
+            "ELSE coalesce(al.has_join AND al.has_leave, FALSE) END", ("al",)),
+        "rx.misuse_signal": RuleSQL(
+            "prescription", f"r.kind = {OC} AND r.is_first_visit", "NOT (r.psychotropic OR r.misuse)"),
+        "network.stable": RuleSQL(
+            S, "s.network_interruptions IS NOT NULL", f"s.network_interruptions <= {int(network_threshold)}"),
     }
 
 
@@ -310,29 +319,75 @@ LEFT JOIN doctors d ON d.doctor_id = s.doctor_id
 LEFT JOIN patients pt ON pt.patient_id = s.patient_id""",
 }
 
-CHECKS_VIEW = "_audit_rule_checks"
+
+def column_name(rule_id: str) -> str:
+    """The status column of a rule in its entity's check table (``consent.recorded`` → ``consent__recorded``)."""
+    return rule_id.replace(".", "__")
 
 
-def checks_union_sql(selects: dict[str, str], entities: dict[str, str]) -> str:
-    """``CREATE VIEW _audit_rule_checks`` over the given rules (rule id → SELECT)."""
-    parts = []
-    for rule_id, sel in selects.items():
-        parts.append(
-            f"SELECT '{rule_id}' AS rule_id, '{entities[rule_id]}' AS entity, CAST(entity_id AS VARCHAR) "
-            f"AS entity_id, institution_id, doctor_id, month, {STATUS_SQL} AS status\n"
-            f"FROM (\n{sel}\n) q WHERE s IS NOT FALSE")
+def check_table(entity: str) -> str:
+    """Name of an entity's check table."""
+    return f"_audit_{entity}_checks"
+
+
+def status_sql(s: str, p: str) -> str:
+    """The status of one record from its scope and check columns (NULL when out of scope)."""
+    return f"""CASE WHEN {s} IS FALSE THEN NULL
+        WHEN {s} IS TRUE AND {p} IS TRUE THEN 'passed'
+        WHEN {s} IS TRUE AND {p} IS FALSE THEN 'violated'
+        WHEN {s} IS TRUE THEN 'not_evidenced'
+        WHEN {p} IS TRUE THEN 'passed'
+        ELSE 'not_evidenced' END"""
+
+
+def check_table_sql(entity: str, rules: dict[str, RuleSQL]) -> str:
+    """``CREATE TABLE`` of one entity's wide check table over the given rules of that entity.
+
+    The inner SELECT evaluates each rule's scope and check once (``s_k``, ``p_k``); the outer
+    one turns them into status columns.
+    """
+    base = ENTITY_BASES[entity]
+    joins: list[str] = []
+    for r in rules.values():
+        for j in r.joins:
+            if j not in joins:
+                joins.append(j)
+    inner = ",\n    ".join(f"({r.scope}) AS s_{k}, ({r.check}) AS p_{k}" for k, r in enumerate(rules.values()))
+    outer = ",\n  ".join(f'{status_sql(f"s_{k}", f"p_{k}")} AS "{column_name(rid)}"'
+                         for k, rid in enumerate(rules))
+    join_sql = "\n".join(JOINS[j] for j in joins)
+    return (f"CREATE OR REPLACE TABLE {check_table(entity)} AS\n"
+            f"SELECT entity_id, institution_id, doctor_id, month,\n  {outer}\n"
+            f"FROM (SELECT CAST({base.entity_id} AS VARCHAR) AS entity_id, {base.institution_id} AS institution_id,\n"
+            f"    {base.doctor_id} AS doctor_id, {base.month} AS month,\n    {inner}\n"
+            f"  FROM {base.from_sql}\n{join_sql}) q")
+
+
+def checks_view_sql(rule_entities: dict[str, str]) -> str:
+    """``CREATE VIEW _audit_rule_checks``: the long form (rule_id, entity, entity_id, strata, status)."""
+    parts = [f"""SELECT '{rid}' AS rule_id, '{ent}' AS entity, entity_id, institution_id, doctor_id, month,
+  "{column_name(rid)}" AS status FROM {check_table(ent)} WHERE "{column_name(rid)}" IS NOT NULL"""
+             for rid, ent in rule_entities.items()]
     if not parts:
-        parts.append("SELECT NULL::VARCHAR AS rule_id, NULL::VARCHAR AS entity, NULL::VARCHAR AS entity_id, "
-                     "NULL::VARCHAR AS institution_id, NULL::VARCHAR AS doctor_id, NULL::VARCHAR AS month, "
-                     "NULL::VARCHAR AS status WHERE FALSE")
+        parts = ["SELECT NULL::VARCHAR AS rule_id, NULL::VARCHAR AS entity, NULL::VARCHAR AS entity_id, "
+                 "NULL::VARCHAR AS institution_id, NULL::VARCHAR AS doctor_id, NULL::VARCHAR AS month, "
+                 "NULL::VARCHAR AS status WHERE FALSE"]
     return f"CREATE OR REPLACE VIEW {CHECKS_VIEW} AS\n" + "\nUNION ALL\n".join(parts)
 
 
-def create_views(con: duckdb.DuckDBPyConnection, selects: dict[str, str], entities: dict[str, str]) -> None:
-    """Create the helper views/tables and the union view of all given rules."""
+def create_check_tables(con: duckdb.DuckDBPyConnection, rules: dict[str, RuleSQL]) -> dict[str, str]:
+    """Build the helper views, one check table per entity, and the long view; entity → table."""
     for sql in BASE_VIEWS.values():
         con.execute(sql)
-    con.execute(checks_union_sql(selects, entities))
+    tables: dict[str, str] = {}
+    for entity in ENTITY_BASES:
+        mine = {rid: r for rid, r in rules.items() if r.entity == entity}
+        con.execute(f"DROP TABLE IF EXISTS {check_table(entity)}")
+        if mine:
+            con.execute(check_table_sql(entity, mine))
+            tables[entity] = check_table(entity)
+    con.execute(checks_view_sql({rid: r.entity for rid, r in rules.items()}))
+    return tables
 
 
 def tls_advisory_count(con: duckdb.DuckDBPyConnection) -> int:

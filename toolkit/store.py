@@ -7,13 +7,16 @@ in one transaction and never updated afterwards.
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import time
 from pathlib import Path
 
 import duckdb
 
 from toolkit.contract import TABLE_ORDER, TABLES
+from toolkit.errors import UserError
 
 #: Bump when the layout changes; :func:`ensure_schema` migrates older files or refuses them.
 SCHEMA_VERSION = 1
@@ -134,6 +137,9 @@ CREATE TABLE IF NOT EXISTS attestations (
 """
 
 
+_ALL_TABLES = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", META_DDL)) | frozenset(TABLE_ORDER)
+
+
 def canonical_ddl(table_name: str) -> str:
     """``CREATE TABLE IF NOT EXISTS`` for one contract table, plus ingest bookkeeping columns.
 
@@ -148,61 +154,240 @@ def canonical_ddl(table_name: str) -> str:
 
 
 class DatabaseBusyError(RuntimeError):
-    """Another process holds the DuckDB file for writing."""
+    """Another process holds the DuckDB file (a writer, or a reader while we want to write)."""
 
 
 class SchemaVersionError(RuntimeError):
     """The DuckDB file was written by a toolkit with another schema version."""
 
 
+class DatabaseAccessError(UserError):
+    """The DuckDB file or its folder cannot be created, opened or written (permissions, read-only
+    file system, disk full). The message names the path; the CLI exits with code 2."""
+
+
+#: Environment variable: seconds any :func:`connect` waits for a busy database at least
+#: (for scheduled jobs that should wait for a notebook or another job instead of failing).
+BUSY_WAIT_ENV = "OCAUDIT_BUSY_WAIT"
+
+_ACCESS_HINTS = (
+    (("no space left", "disk full", "enospc", "not enough space"),
+     "the disk is full. Free space (or choose another folder) and run the command again; "
+     "the database holds what it held before this command"),
+    (("read-only file system", "erofs", "read only file system"),
+     "the file system is read-only. Choose a writable folder for the database"),
+    (("permission denied", "eacces", "operation not permitted"),
+     "permission denied. Check the owner and mode of the file and its folder"),
+)
+
+
+def describe_storage_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> str | None:
+    """A plain message for a disk-full / read-only / permission error, or None for anything else.
+
+    Used by :func:`connect` and (for errors raised later, e.g. a full disk during a write) by
+    the CLI, so the user sees the path and what to do instead of a traceback.
+    """
+    text = ""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:  # the error and what it was raised from / during
+        seen.add(id(e))
+        text += f" {e} {getattr(e, 'strerror', '') or ''}".lower()
+        if isinstance(e, OSError) and e.errno is not None:
+            text += {errno.ENOSPC: " enospc", errno.EROFS: " erofs", errno.EACCES: " eacces",
+                     errno.EPERM: " eperm operation not permitted"}.get(e.errno, "")
+        e = e.__cause__ or e.__context__
+    for needles, hint in _ACCESS_HINTS:
+        if any(n in text for n in needles):
+            where = path if path is not None else getattr(exc, "filename", None)
+            return f"{where}: {hint}." if where else f"{hint[0].upper()}{hint[1:]}."
+    return None
+
+
+def _owner_only_umask() -> None:
+    """Make everything this process creates from now on owner-only (umask |= 077).
+
+    DuckDB creates the write-ahead log (``FILE.wal``) and spill files lazily, long after
+    :func:`connect` returns, and removes and recreates the WAL at each checkpoint; they hold
+    patient rows, so a process that opens the database keeps an owner-only umask.
+    """
+    old = os.umask(0o077)
+    os.umask(old | 0o077)
+
+
+def _is_lock_error(exc: BaseException) -> bool:
+    msg = str(exc).lower()
+    return "lock" in msg and ("conflicting" in msg or "could not set" in msg)
+
+
 def connect(db_path: str | os.PathLike[str], *, read_only: bool = False,
             wait_seconds: float = 0.0, config: dict[str, str] | None = None) -> duckdb.DuckDBPyConnection:
-    """Open the DuckDB file (created owner-only, mode 0600, if new).
+    """Open the DuckDB file (created owner-only, mode 0600, folder 0700, if new).
 
-    A file locked by another writer raises :class:`DatabaseBusyError` with a message saying
-    to retry, after waiting up to ``wait_seconds``.
+    DuckDB lets one process write a file, or several processes read it, never both. A file
+    held by another process raises :class:`DatabaseBusyError` with a message saying to retry,
+    after waiting up to ``wait_seconds`` (at least ``$OCAUDIT_BUSY_WAIT`` seconds when set).
+    A file or folder that cannot be created or written raises :class:`DatabaseAccessError`
+    naming the path. A read-only connection to a file of an older or newer layout raises
+    :class:`SchemaVersionError` saying what to do. From here on the process creates files
+    owner-only (see :func:`_owner_only_umask`).
     """
     path = Path(db_path)
-    if not read_only and not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        os.close(fd)
-        path.unlink()  # DuckDB refuses an empty non-database file; the umask below keeps 0600
-    deadline = time.monotonic() + wait_seconds
-    old_umask = os.umask(0o077)
+    _owner_only_umask()
     try:
-        while True:
-            try:
-                con = duckdb.connect(str(path), read_only=read_only, config=config or {})
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise
-                if time.monotonic() >= deadline:
-                    raise DatabaseBusyError(
-                        f"{path}: the database is in use by another ocaudit process (busy). "
-                        "Retry when the running ingest or audit has finished.") from exc
-                time.sleep(0.5)
-    finally:
-        os.umask(old_umask)
+        env_wait = float(os.environ.get(BUSY_WAIT_ENV, "0") or 0)
+    except ValueError:
+        env_wait = 0.0
+    wait_seconds = max(wait_seconds, env_wait)
+    if read_only and not path.is_file():
+        raise DatabaseAccessError(f"{path}: no such database file")
+    if not read_only and not path.exists():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+            path.unlink()  # DuckDB refuses an empty non-database file; the umask keeps 0600
+        except OSError as exc:
+            msg = describe_storage_error(exc, path) or f"{path}: cannot create the database file ({exc.strerror})"
+            raise DatabaseAccessError(msg) from None
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            con = duckdb.connect(str(path), read_only=read_only, config=config or {})
+            break
+        except duckdb.IOException as exc:
+            if not _is_lock_error(exc):
+                msg = describe_storage_error(exc, path)
+                if msg:
+                    raise DatabaseAccessError(msg) from None
+                raise
+            if time.monotonic() >= deadline:
+                who = "an ingest or audit is writing it" if read_only else \
+                    "an ingest or audit is writing it, or a report/notebook is reading it"
+                raise DatabaseBusyError(
+                    f"{path}: the database is in use by another process ({who}; busy). "
+                    f"Retry when it has finished (or set {BUSY_WAIT_ENV}=SECONDS to wait)."
+                    ) from exc
+            time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
+    if read_only:
+        try:
+            check_version(con)
+        except BaseException:
+            con.close()
+            raise
     return con
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create every table that does not exist yet and record the schema version.
+def snapshot(db_path: str | os.PathLike[str], *, wait_seconds: float = 0.0) -> duckdb.DuckDBPyConnection:
+    """An in-memory copy of the database: a consistent snapshot that holds no lock on the file.
 
-    A file recording a newer schema version is refused (:class:`SchemaVersionError`).
+    For notebooks and other long-lived readers: a read-only :func:`connect` keeps a shared lock
+    for as long as it is open, and the monthly ingest or audit cannot write meanwhile (it waits,
+    then fails as busy). The copy is taken under the read lock, which is released at once; it
+    needs memory for the whole file. Raises like :func:`connect` (busy, version, missing file).
     """
-    con.execute("CREATE TABLE IF NOT EXISTS schema_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
-    row = con.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'").fetchone()
-    if row is not None and int(row[0]) > SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"this database was written by a newer ocaudit (schema {row[0]}; this toolkit knows "
-            f"up to {SCHEMA_VERSION}). Upgrade ocaudit, or ingest into a new database file.")
-    con.execute(META_DDL)
-    for name in TABLE_ORDER:
-        con.execute(canonical_ddl(name))
-    con.execute("INSERT OR REPLACE INTO schema_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+    path = Path(db_path)
+    src = connect(path, read_only=True, wait_seconds=wait_seconds)  # checks existence and version
+    src.close()
+    con = duckdb.connect(":memory:")
+    deadline = time.monotonic() + max(wait_seconds, 5.0)
+    while True:
+        try:
+            con.execute(f"ATTACH '{str(path).replace(chr(39), chr(39) * 2)}' AS _ocaudit_src (READ_ONLY)")
+            break
+        except duckdb.IOException as exc:
+            if not _is_lock_error(exc) or time.monotonic() >= deadline:
+                con.close()
+                if _is_lock_error(exc):
+                    raise DatabaseBusyError(f"{path}: the database is in use by another process (busy). "
+                                            "Retry when it has finished.") from exc
+                raise
+            time.sleep(0.2)
+    try:
+        con.execute("COPY FROM DATABASE _ocaudit_src TO memory")
+    finally:
+        con.execute("DETACH _ocaudit_src")
+    return con
+
+
+def _has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
+    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' "
+                       "AND table_name = ? AND table_type = 'BASE TABLE'", [name]).fetchone()[0] > 0
+
+
+def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The file's schema version: None for a new (empty) file, 0 for the layout before versions."""
+    if _has_table(con, "schema_meta"):
+        row = con.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'").fetchone()
+        if row is not None:
+            return int(row[0])
+    known = ("ingest_runs", "ingest_files", "quarantine", "audit_runs", "rule_results", *TABLE_ORDER)
+    return 0 if any(_has_table(con, t) for t in known) else None
+
+
+def _newer_error(version: int) -> SchemaVersionError:
+    return SchemaVersionError(
+        f"this database was written by a newer ocaudit (schema {version}; this toolkit knows "
+        f"up to {SCHEMA_VERSION}). Upgrade ocaudit, or ingest into a new database file.")
+
+
+def check_version(con: duckdb.DuckDBPyConnection) -> None:
+    """Refuse (SchemaVersionError) a file this toolkit cannot read as it is, without changing it."""
+    version = schema_version(con)
+    if version is None or version == SCHEMA_VERSION:
+        return
+    if version > SCHEMA_VERSION:
+        raise _newer_error(version)
+    raise SchemaVersionError(
+        f"this database has an older layout (schema {version}; this toolkit uses {SCHEMA_VERSION}). "
+        "Run 'ocaudit audit --db FILE' or 'ocaudit ingest --db FILE SOURCE' once (it migrates the "
+        "file in place, in one transaction) and open it again; back the file up first if you keep backups.")
+
+
+def in_transaction(con: duckdb.DuckDBPyConnection) -> bool:
+    """True inside an explicit ``BEGIN … COMMIT`` (two statements then share one transaction id)."""
+    first = con.execute("SELECT txid_current()").fetchone()[0]
+    return con.execute("SELECT txid_current()").fetchone()[0] == first
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create every table that does not exist yet, migrate an older layout, record the version.
+
+    A file recording a newer schema version is refused (:class:`SchemaVersionError`), so is any
+    file on a read-only connection that would need a change. Migrations
+    (:mod:`toolkit.migrations`) run in one transaction — the caller's if one is open.
+    """
+    from toolkit import migrations
+
+    version = schema_version(con)
+    if version is not None and version > SCHEMA_VERSION:
+        raise _newer_error(version)
+    readonly = con.execute("SELECT readonly FROM duckdb_databases() "
+                           "WHERE database_name = current_database()").fetchone()[0]
+    if readonly:
+        check_version(con)
+        return
+    existing = {r[0] for r in con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+    if version == SCHEMA_VERSION and not _ALL_TABLES - existing:
+        return  # up to date: write nothing
+    own = not in_transaction(con)
+    if own:
+        con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("CREATE TABLE IF NOT EXISTS schema_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        if version is not None and version < SCHEMA_VERSION:
+            migrations.migrate(con, version)
+        con.execute(META_DDL)
+        for name in TABLE_ORDER:
+            con.execute(canonical_ddl(name))
+        con.execute("INSERT OR REPLACE INTO schema_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+        if own:
+            con.execute("COMMIT")
+    except BaseException:
+        if own:
+            con.execute("ROLLBACK")
+        raise
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:

@@ -1,13 +1,14 @@
 """Great Expectations suites, one per guideline section group, built from the catalogue.
 
 The suites live in ``expectations/<suite>.json`` so a quality officer can read and version
-them. Each rule contributes two expectations over the ``_audit_rule_checks`` view, restricted
-by a row condition to that rule's records:
+them. Each rule contributes two expectations on its status column in its entity's check
+table (``_audit_<entity>_checks``, one row per record, NULL = not in scope):
 
-* ``no_violation``: ``status`` in (passed, not_evidenced) — its unexpected count is *violated*;
-* ``evidenced``: ``status`` in (passed, violated) — its unexpected count is *not evidenced*.
+* ``no_violation``: values in (passed, not_evidenced) — the unexpected count is *violated*;
+* ``evidenced``: values in (passed, violated) — the unexpected count is *not evidenced*.
 
-The element count of either is the rule's denominator (records in scope). ``ocaudit`` writes
+Element count minus missing count is the rule's denominator (records in scope). A suite
+spans entities; at run time its expectations are validated against each entity's table. ``ocaudit`` writes
 the files with :func:`write_suites`; ``tests/test_catalogue.py`` fails when they drift from
 the catalogue.
 """
@@ -19,6 +20,7 @@ import json
 from pathlib import Path
 
 from toolkit.catalogue import Catalogue, Rule
+from toolkit.rule_sql import check_table, column_name
 
 EXPECTATIONS_DIR = Path(__file__).resolve().parent.parent / "expectations"
 CHECK_KINDS = {"no_violation": ["passed", "not_evidenced"], "evidenced": ["passed", "violated"]}
@@ -30,13 +32,9 @@ def expectation_dicts(rule: Rule) -> list[dict]:
     for kind, value_set in CHECK_KINDS.items():
         out.append({
             "type": "expect_column_values_to_be_in_set",
-            "kwargs": {
-                "column": "status",
-                "value_set": value_set,
-                "row_condition": {"type": "comparison", "column": {"name": "rule_id"},
-                                  "operator": "==", "parameter": rule.id},
-            },
-            "meta": {"rule_id": rule.id, "check": kind, "section": rule.section, "level": rule.level,
+            "kwargs": {"column": column_name(rule.id), "value_set": value_set},
+            "meta": {"rule_id": rule.id, "check": kind, "entity": rule.entity, "table": check_table(rule.entity),
+                     "section": rule.section, "level": rule.level,
                      "title_en": rule.title_en, "title_ja": rule.title_ja},
         })
     return out
