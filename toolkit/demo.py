@@ -40,7 +40,23 @@ def demo_commands(sample: Path, out: Path) -> list[list[str]]:
     cmds.append(audit)
     cmds.append(["report", "--db", db, "--out", str(out / "report.html")])
     cmds.append(["feedback", "--db", db, "--out", str(out / "feedback")])
-    cmds.append(["survey", "ec", "--db", db, "--period", "2026-04..2026-09", "--out", str(out / "survey_ec")])
+    return cmds
+
+
+def survey_commands(db: Path, out: Path, period: str = "2026-04..2026-09") -> list[list[str]]:
+    """One EC survey per institution in the database, then the survey office's merge of the packages."""
+    from toolkit import store
+
+    con = store.connect(db, read_only=True)
+    try:
+        insts = [r[0] for r in con.execute(
+            "SELECT DISTINCT institution_id FROM sessions WHERE institution_id IS NOT NULL ORDER BY 1").fetchall()]
+    finally:
+        con.close()
+    cmds = [["survey", "ec", "--db", str(db), "--period", period, "--institution", i,
+             "--out", str(out / "survey_ec" / i)] for i in insts]
+    cmds.append(["survey", "merge", *[str(out / "survey_ec" / i / "package") for i in insts],
+                 "--out", str(out / "survey_ec" / "merged")])
     return cmds
 
 
@@ -56,7 +72,11 @@ def cli_demo(args) -> int:  # type: ignore[no-untyped-def]
         if code == 2:
             print(f"\nocaudit demo: stopped, '{argv[0]}' failed (exit 2)")
             return 2
+    for argv in survey_commands(out / "ocaudit.duckdb", out):
+        if _run(argv) == 2:
+            print(f"\nocaudit demo: stopped, 'survey {argv[1]}' failed (exit 2)")
+            return 2
     print(f"\nDemo finished. Open {out / 'report.html'} in a browser; the database is {out / 'ocaudit.duckdb'};"
           f" violations are in {out / 'violations.csv'}; feedback sheets in {out / 'feedback'};"
-          f" EC survey tables in {out / 'survey_ec'}.")
+          f" EC survey tables per institution and merged in {out / 'survey_ec'}.")
     return 0
