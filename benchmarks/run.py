@@ -226,6 +226,21 @@ def bare_load(db: str, tables: str) -> None:
         con.close()
 
 
+def largest_institution(db: Path) -> str:
+    """The institution with most sessions (the EC survey is written per institution)."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        row = con.execute("SELECT institution_id FROM sessions WHERE institution_id IS NOT NULL "
+                          "GROUP BY ALL ORDER BY count(*) DESC, institution_id LIMIT 1").fetchone()
+    finally:
+        con.close()
+    if row is None:
+        raise SystemExit("no sessions with an institution in the database")
+    return str(row[0])
+
+
 def _fresh(db: Path) -> None:
     for p in (db, db.with_name(db.name + ".wal")):
         if p.exists():
@@ -323,8 +338,10 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
             step(rep, i)
 
     if "survey" in stages_wanted:
+        inst = largest_institution(db)
         sv = stages["survey"] = Stage("survey", [*oc, "survey", "ec", "--db", str(db), "--period", _period(meta),
-                                                 "--out", str(runs_dir / "survey")])
+                                                 "--institution", inst, "--out", str(runs_dir / "survey")])
+        sv.note = f"one institution's survey (it is per institution): {inst}, the one with most sessions"
         for i in range(k):
             if (runs_dir / "survey").exists():
                 shutil.rmtree(runs_dir / "survey")

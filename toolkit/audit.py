@@ -229,10 +229,9 @@ def run_audit(db_path: str | os.PathLike[str], rules: str | None = None, as_of: 
         con.execute("BEGIN TRANSACTION")
         try:
             ids = "', '".join(evaluable) if evaluable else ""
-            con.execute(f"""INSERT INTO rule_results_strata
-                SELECT ?, rule_id, institution_id, doctor_id, month, count(*),
-                       count(*) FILTER (WHERE status = 'violated'), count(*) FILTER (WHERE status = 'not_evidenced')
-                FROM {rule_sql.CHECKS_VIEW} WHERE rule_id IN ('{ids}') GROUP BY ALL""", [run_id])
+            for entity in tables:
+                mine = [rid for rid, r in evaluable.items() if r.entity == entity]
+                con.execute(rule_sql.strata_insert_sql(entity, mine), [run_id])
             stored = {row[0]: row[1:] for row in con.execute(
                 "SELECT rule_id, sum(denominator), sum(violated), sum(not_evidenced) FROM rule_results_strata "
                 "WHERE run_id = ? GROUP BY rule_id", [run_id]).fetchall()}

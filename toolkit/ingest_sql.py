@@ -24,8 +24,9 @@ from toolkit.errors import InputFileError
 from toolkit.mapping import TableMapping
 from toolkit.readers import SourceFile, lit, q
 
-FULL = "０１２３４５６７８９－．：／＋　"
-HALF = "0123456789-.:/+ "
+FULL = ("０１２３４５６７８９－．：／＋　ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ"
+        "ａｂｃｄｅｆｇｈｉｊｋｌｍｎｏｐｑｒｓｔｕｖｗｘｙｚ＿")
+HALF = "0123456789-.:/+ ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_"
 TRIM = " \t\r\n\u3000"
 INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
              "HUGEINT", "UHUGEINT"}
@@ -136,8 +137,8 @@ def _fast(c: Column, v: str, m: TableMapping) -> str:
     if c.type == "bool":
         return (f"CASE WHEN lower({v}) IN {_in(TRUE_WORDS)} THEN TRUE "
                 f"WHEN lower({v}) IN {_in(FALSE_WORDS)} THEN FALSE END")
-    if c.type == "int":
-        return f"TRY_CAST({v} AS BIGINT)"
+    if c.type == "int":  # DuckDB alone would accept 2.5 (→ 3), 1_000 and 0x10
+        return f"CASE WHEN regexp_full_match({v}, '\\s*[+-]?[0-9]+(\\.0*)?\\s*') THEN TRY_CAST({v} AS BIGINT) END"
     if c.type == "decimal":
         return f"TRY_CAST({v} AS DECIMAL(18,4))"
     if c.type == "date":
@@ -230,7 +231,12 @@ def parse_select(t: Table, res: Resolution, types: dict[str, str], m: TableMappi
             texts.append(f"CAST(NULL AS VARCHAR) AS {v}")
             if c.name not in required_columns(t):
                 nulls.append(i)
-        parsed.append(f"{native or _parse(c, v, m)} AS {pv}")
+        pexpr = native or _parse(c, v, m)
+        if i in nulls:
+            pexpr = f"CAST(NULL AS {c.duckdb_type})"
+        elif not native and c.name in required_columns(t):
+            pexpr = f"CASE WHEN trim({v}, {lit(TRIM)}) = '' THEN NULL ELSE {pexpr} END"
+        parsed.append(f"{pexpr} AS {pv}")
         if i in nulls:
             continue
         cond, text = _reason(t, c, v, pv, m, native is not None)

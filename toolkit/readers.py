@@ -36,7 +36,7 @@ SUFFIXES: dict[str, tuple[str, bool]] = {
 }
 ACCEPTED = ".csv, .csv.gz, .parquet, .jsonl, .ndjson (optionally .gz)"
 #: extensions of files that look like data but are not accepted (refused with a clear error)
-REFUSED_DATA_SUFFIXES = (".xlsx", ".xls", ".json", ".tsv", ".txt", ".gz", ".zip", ".dat")
+REFUSED_DATA_SUFFIXES = (".xlsx", ".xls", ".json", ".tsv", ".gz", ".zip", ".dat")
 ENCODINGS = {"utf-8": "utf-8", "utf8": "utf-8", "utf-8-sig": "utf-8-sig", "utf_8_sig": "utf-8-sig",
              "cp932": "cp932", "shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932",
              "windows-31j": "cp932", "ms932": "cp932"}

@@ -375,6 +375,21 @@ def checks_view_sql(rule_entities: dict[str, str]) -> str:
     return f"CREATE OR REPLACE VIEW {CHECKS_VIEW} AS\n" + "\nUNION ALL\n".join(parts)
 
 
+def strata_insert_sql(entity: str, rule_ids: list[str]) -> str:
+    """``INSERT INTO rule_results_strata`` for one entity: one GROUP BY over its check table
+    (an aggregate column per rule), unpivoted into one row per rule and stratum. The run id is
+    the single parameter."""
+    aggs = ",\n    ".join(
+        f'count("{column_name(r)}") AS d{k}, count(*) FILTER (WHERE "{column_name(r)}" = \'violated\') AS v{k}, '
+        f'count(*) FILTER (WHERE "{column_name(r)}" = \'not_evidenced\') AS n{k}' for k, r in enumerate(rule_ids))
+    rows = "\n  UNION ALL ".join(
+        f"SELECT '{r}' AS rule_id, institution_id, doctor_id, month, d{k} AS d, v{k} AS v, n{k} AS n FROM g "
+        f"WHERE d{k} > 0" for k, r in enumerate(rule_ids))
+    return (f"INSERT INTO rule_results_strata\nWITH g AS (\n  SELECT institution_id, doctor_id, month,\n    {aggs}\n"
+            f"  FROM {check_table(entity)} GROUP BY ALL)\n"
+            f"SELECT ?, rule_id, institution_id, doctor_id, month, d, v, n FROM (\n  {rows}) u")
+
+
 def create_check_tables(con: duckdb.DuckDBPyConnection, rules: dict[str, RuleSQL]) -> dict[str, str]:
     """Build the helper views, one check table per entity, and the long view; entity → table."""
     for sql in BASE_VIEWS.values():
