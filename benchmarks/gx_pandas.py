@@ -11,7 +11,7 @@ is where GX computes: pandas instead of DuckDB.
 Timed separately: the copy (DuckDB → pandas, ``fetch_df``) and the GX validation. The counts GX
 reports are compared with the audit run's ``rule_results`` (exit 1 when they differ).
 
-Usage: ``python benchmarks/gx_pandas.py --db F [--check-run RUN|latest] [--json OUT]``
+Usage: ``python benchmarks/gx_pandas.py --db F [--form long|wide|suites] [--check-run RUN|latest] [--json OUT]``
 (the DuckDB file must have been audited: the audit leaves its check tables in the file).
 """
 
@@ -39,6 +39,21 @@ LONG_VIEW = "_audit_rule_checks"
 def _table_of(exp: dict) -> str:
     """The relation an expectation is validated on (wide check table, or the long view)."""
     return exp["meta"].get("table") or LONG_VIEW
+
+
+def long_form(doc: dict) -> dict:
+    """A suite rewritten for the long view: column ``status``, row condition ``rule_id == <rule>``.
+
+    This is the layout of ``_audit_rule_checks`` (one row per rule × in-scope record), i.e. what a
+    pandas user gets from one ``SELECT * FROM _audit_rule_checks``.
+    """
+    exps = []
+    for e in doc["expectations"]:
+        kw = {k: v for k, v in e["kwargs"].items() if k not in ("column", "row_condition", "condition_parser")}
+        kw.update(column="status", row_condition={"type": "comparison", "column": {"name": "rule_id"},
+                                                  "operator": "==", "parameter": e["meta"]["rule_id"]})
+        exps.append({**e, "kwargs": kw, "meta": {**e["meta"], "table": LONG_VIEW}})
+    return {**doc, "expectations": exps}
 
 
 def pandas_expectation(exp: dict) -> dict:
@@ -133,8 +148,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", required=True)
     ap.add_argument("--check-run", default="latest", help="audit run id to compare with (default latest)")
     ap.add_argument("--json", help="write timings and counts here")
+    ap.add_argument("--form", choices=("long", "wide", "suites"), default="suites",
+                    help="records to copy: long = the _audit_rule_checks view (rule, id, status rows); "
+                         "wide = the per-entity check tables; suites = whatever the suite files name (default)")
     args = ap.parse_args(argv)
     docs = {n: d for n, (d, _sha) in suites.load_suite_files().items()}
+    if args.form == "long":
+        docs = {n: long_form(d) for n, d in docs.items()}
+    elif args.form == "wide" and any(_table_of(e) == LONG_VIEW for d in docs.values() for e in d["expectations"]):
+        raise SystemExit("gx_pandas: the suite files are of the long form; there are no wide check tables")
     relations = sorted({_table_of(e) for d in docs.values() for e in d["expectations"]})
     frames, copy_s = copy_out(args.db, relations)
     rows = sum(len(f) for f in frames.values())
@@ -149,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + p)
     if args.json:
         Path(args.json).write_text(json.dumps({
-            "copy_seconds": copy_s, "validate_seconds": val_s, "rows": rows, "frame_bytes": mem,
+            "form": args.form, "copy_seconds": copy_s, "validate_seconds": val_s, "rows": rows, "frame_bytes": mem,
             "relations": relations, "problems": problems, "counts": counts}, indent=2), encoding="utf-8")
     return 1 if problems else 0
 

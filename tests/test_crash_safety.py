@@ -129,6 +129,8 @@ def test_disk_full_during_ingest_keeps_the_file(base, tmp_path):
         if CLI_HANDLES_STORAGE_ERRORS:
             _assert_clear_error(r, db)
             assert "disk is full" in r.stderr
+        else:
+            assert "No space left on device" in r.stderr
         (mnt / "filler").unlink()
         assert db_state(db) == before
         r = cli("ingest", "--db", str(db), str(bigger))
@@ -178,3 +180,25 @@ def test_existing_database_on_read_only_mount(base, tmp_path):
         assert db_state(db) == before  # readers still work on the read-only copy
     finally:
         _umount(mnt)
+
+
+def test_storage_error_messages_name_the_path_and_the_cause():
+    import duckdb
+
+    from toolkit import store
+
+    def failing_commit():
+        try:
+            raise duckdb.TransactionException(
+                'TransactionContext Error: Failed to commit: Could not write file "/X/Clinic.duckdb.wal": '
+                "No space left on device")
+        except duckdb.Error:  # what ingest/audit do: ROLLBACK, which fails in turn
+            raise duckdb.TransactionException("cannot rollback - no transaction is active")  # noqa: B904
+
+    with pytest.raises(duckdb.Error) as info:
+        failing_commit()
+    msg = store.describe_storage_error(info.value, "/X/Clinic.duckdb")
+    assert msg is not None and msg.startswith("/X/Clinic.duckdb: the disk is full")
+    ro = OSError(30, "Read-only file system", "/mnt/ro/c.duckdb")
+    assert store.describe_storage_error(ro).startswith("/mnt/ro/c.duckdb: the file system is read-only")
+    assert store.describe_storage_error(ValueError("list index out of range")) is None

@@ -65,6 +65,7 @@ def test_all_doctors_folder_with_index_and_escaping(db: Path, tmp_path: Path) ->
     assert XSS not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "<img" not in html and "<img" not in index
     assert "/" not in sheet.name and "<" not in sheet.name
+    assert "http" not in html and "http" not in index and "<script" not in html     # self-contained, offline
     assert len(list(out.glob("feedback_*.html"))) == 6
 
 

@@ -331,3 +331,13 @@ def test_drug_master_from_source_replaces_shipped(tmp_path: Path) -> None:
         ("1124", False, True), ("811", True, False)]
     summary, _ = run(db, src)
     assert summary.tables["drug_master"].unchanged == 2 and summary.tables["drug_master"].deleted == 0
+
+
+def test_rejected_line_in_the_middle_keeps_line_numbers(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write(src / "patients.csv", "patient_id,sex,\nP1,female,\nP2,male,x,y\nP3,other,\nP4,bad,\nP5,male,\n")
+    db = tmp_path / "a.duckdb"
+    summary, text = run(db, src)
+    assert summary.ok and "(unnamed column 3)" in text
+    assert rows(db, "SELECT patient_id, _line_number FROM patients ORDER BY 2") == [("P1", 2), ("P3", 4), ("P5", 6)]
+    assert rows(db, "SELECT line_number, column_name FROM quarantine ORDER BY 1") == [(3, None), (5, "sex")]

@@ -12,34 +12,37 @@ from hypothesis import strategies as st
 from tests.ingest_helpers import rows, run
 from toolkit.contract import TABLES
 
-COLUMNS = TABLES["sessions"].column_names
+COLUMNS = TABLES["sessions"].column_names[:12]
 VALUES = st.one_of(
     st.none(),
     st.sampled_from(["", "true", "はい", "online_care", "2026-04-01T09:00:00", "2026-02-30", "1", "S1", " ",
-                     "１２", "\ufeff", '"', ",", "\n"]),
+                     "１２", "\ufeff", '"', ",", "\n", "\r\n"]),
     st.text(max_size=12),
 )
-ROW = st.fixed_dictionaries({c: VALUES for c in COLUMNS[:12]})
+ROW = st.fixed_dictionaries({c: VALUES for c in COLUMNS})
+WORK = Path(tempfile.mkdtemp(prefix="ocaudit-prop-"))
+COUNTER = {"n": 0}
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(ROW, min_size=0, max_size=8))
 def test_random_sessions_rows_never_crash(data: list[dict]) -> None:
-    with tempfile.TemporaryDirectory() as d:
-        src = Path(d) / "src"
-        src.mkdir()
-        with open(src / "sessions.csv", "w", encoding="utf-8", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(COLUMNS[:12])
-            for r in data:
-                w.writerow(["" if r[c] is None else r[c].replace("\x00", "") for c in COLUMNS[:12]])
-        db = Path(d) / "x.duckdb"
-        summary, _ = run(db, src)
-        if summary.errors:  # e.g. a value with a lone surrogate cannot be written; nothing loaded then
-            assert rows(db, "SELECT count(*) FROM sessions")[0][0] == 0
-            return
-        c = summary.tables["sessions"]
-        assert c.read == c.loaded + c.quarantined
-        assert c.read == len(data)
-        assert rows(db, "SELECT count(*) FROM sessions")[0][0] <= c.loaded
-        assert rows(db, "SELECT count(*) FROM quarantine")[0][0] == c.quarantined
+    COUNTER["n"] += 1
+    src = WORK / f"src{COUNTER['n']}"
+    src.mkdir()
+    with open(src / "sessions.csv", "w", encoding="utf-8", newline="", errors="surrogatepass") as fh:
+        w = csv.writer(fh)
+        w.writerow(COLUMNS)
+        for r in data:
+            w.writerow(["" if r[c] is None else r[c] for c in COLUMNS])
+    db = WORK / "prop.duckdb"
+    summary, printed = run(db, src)
+    mine = f"starts_with(source_file, '{src}')"
+    if summary.errors:  # e.g. a NUL byte or an invalid code point: the whole file is refused
+        assert rows(db, f"SELECT count(*) FROM quarantine WHERE {mine}")[0][0] == 0
+        return
+    c = summary.tables["sessions"]
+    assert c.read == c.loaded + c.quarantined
+    assert c.read == len(data)
+    assert rows(db, f"SELECT count(*) FROM quarantine WHERE {mine}")[0][0] == c.quarantined
+    assert rows(db, f"SELECT count(*) FROM sessions WHERE starts_with(_source_file, '{src}')")[0][0] <= c.loaded

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -109,6 +110,7 @@ def test_wal_and_spill_files_are_owner_only_while_writing(tmp_path):
     """The write-ahead log appears after connect(); it must not take the caller's umask 022."""
     code = f"""
 import os
+import re
 os.umask(0o022)
 from toolkit import store
 con = store.connect({str(tmp_path / 'w.duckdb')!r})
@@ -247,3 +249,12 @@ def test_identifier_column_dropped_by_the_mapping_is_not_stored(tmp_path):
         assert hit.fetchone()[0] == 0
     finally:
         con.close()
+
+
+def test_html_outputs_load_nothing_from_outside(pipeline):
+    htmls = [p for p in _artifacts(pipeline["out"]) if p.suffix == ".html"]
+    assert len(htmls) >= 2
+    for p in htmls:
+        text = _text(p)
+        assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, flags=re.I), p
+        assert not re.search(r"url\(\s*['\"]?(https?:)?//|@import", text, flags=re.I), p

@@ -66,7 +66,7 @@ def doctor_frame(con: duckdb.DuckDBPyConnection, run_id: str, doctor_id: str,
     df = df.merge(allsites[keep].rename(columns=lambda c: c if c == "rule_id" else f"all_{c}"), on="rule_id",
                   how="left")
     df["section_group"] = df["section"].map(rd.section_group)
-    df["_k"] = df["section_group"].map(rd._section_key)
+    df["_k"] = df["section_group"].map(rd.section_key)
     return df.sort_values(["level", "_k", "rule_id"]).drop(columns="_k").reset_index(drop=True)
 
 

@@ -372,8 +372,8 @@ def _check_header(sf: rd.SourceFile, header: list[str]) -> None:
     if not header or all(not h for h in header):
         raise InputFileError(str(sf.path), f"no header line; expected a header naming the {sf.table} columns")
     for i, h in enumerate(header):
-        if not h:
-            raise InputFileError(str(sf.path), f"header column {i + 1} has no name; expected a name per column")
+        if not h:  # e.g. a trailing comma in an Excel export: an extra column, ignored with a warning
+            header[i] = f"(unnamed column {i + 1})"
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
         raise InputFileError(str(sf.path), f"duplicate column names in the header: {', '.join(dup)}; "

@@ -137,7 +137,7 @@ def coverage(frame: pd.DataFrame, attest: pd.DataFrame) -> list[dict]:
         g = rd.section_group(a["section"])
         rows.setdefault(g, {"section": g, "rules": [], "attest": []})["attest"].append(a)
     out = []
-    for key in sorted(rows, key=rd._section_key):
+    for key in sorted(rows, key=rd.section_key):
         g = rows[key]
         g["ja"], g["en"] = text.section_names(key)
         g["evaluated"] = sum(r["status"] in rd.EVALUATED for r in g["rules"])
@@ -157,11 +157,11 @@ def sections(frame: pd.DataFrame, cov: list[dict]) -> list[dict]:
         out.append({"group": c["section"], "ja": c["ja"], "en": c["en"], "rules": c["rules"],
                     "attest": c["attest"],
                     "should": list(should.loc[should["section_group"] == c["section"], "rule_id"])})
-    for g in sorted(set(should["section_group"]) - {c["section"] for c in cov}, key=rd._section_key):
+    for g in sorted(set(should["section_group"]) - {c["section"] for c in cov}, key=rd.section_key):
         ja, en = text.section_names(g)
         out.append({"group": g, "ja": ja, "en": en, "rules": [], "attest": [],
                     "should": list(should.loc[should["section_group"] == g, "rule_id"])})
-    return sorted(out, key=lambda e: rd._section_key(e["group"]))
+    return sorted(out, key=lambda e: rd.section_key(e["group"]))
 
 
 def build_context(con: duckdb.DuckDBPyConnection, run_id: str | None = None, scope: Scope | None = None) -> dict:

@@ -136,7 +136,8 @@ def section_group(section: str | None) -> str:
     return m[1] + (f"-({m[2]})" if m[2] else "")
 
 
-def _section_key(group: str) -> tuple:
+def section_key(group: str) -> tuple:
+    """Sort key putting section groups in guideline order: V-1-(2) before V-1-(10) before V-2."""
     return tuple(int(n) for n in re.findall(r"\d+", group)) or (99,)
 
 
@@ -163,7 +164,7 @@ def rule_frame(con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope
     meta["section_group"] = meta["section"].map(section_group)
     den = meta["denominator"].where(meta["denominator"] > 0)
     meta["noncompliance_rate"] = ((meta["violated"] + meta["not_evidenced"]) / den).astype("float64")
-    meta["_key"] = meta["section_group"].map(_section_key)
+    meta["_key"] = meta["section_group"].map(section_key)
     meta = meta.sort_values(["_key", "section", "rule_id"]).drop(columns="_key").reset_index(drop=True)
     return meta
 

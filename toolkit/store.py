@@ -192,14 +192,18 @@ def describe_storage_error(exc: BaseException, path: str | os.PathLike[str] | No
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:  # the error and what it was raised from / during
         seen.add(id(e))
-        text += f" {e} {getattr(e, 'strerror', '') or ''}".lower()
+        text += f" {e} {getattr(e, 'strerror', '') or ''}"
         if isinstance(e, OSError) and e.errno is not None:
             text += {errno.ENOSPC: " enospc", errno.EROFS: " erofs", errno.EACCES: " eacces",
                      errno.EPERM: " eperm operation not permitted"}.get(e.errno, "")
         e = e.__cause__ or e.__context__
+    raw, text = text, text.lower()
     for needles, hint in _ACCESS_HINTS:
         if any(n in text for n in needles):
+            named = re.search(r'file "([^"]+)"', raw)  # DuckDB names the file it could not write
             where = path if path is not None else getattr(exc, "filename", None)
+            if named and (where is None or not named.group(1).startswith(str(where))):
+                where = f"{where} ({named.group(1)})" if where else named.group(1)
             return f"{where}: {hint}." if where else f"{hint[0].upper()}{hint[1:]}."
     return None
 

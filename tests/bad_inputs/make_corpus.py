@@ -31,7 +31,7 @@ def w(name: str, data: str | bytes, encoding: str = "utf-8") -> None:
 def main() -> None:
     w("sessions-truncated-quote.csv", f"{S_HEAD}\n{s_row('S1')}\n{s_row('S2')}\n\"S3,P1,D1,I1,onl")
     w("sessions-truncated-line.csv", f"{S_HEAD}\n{s_row('S1')}\n{s_row('S2')}\nS3,P1,D1")
-    w("doctors-mixed-encoding.csv", "doctor_id,institution_id,specialty,online_training_on\n".encode()
+    w("doctors-mixed-encoding.csv", b"doctor_id,institution_id,specialty,online_training_on\n"
       + "D1,I1,内科,2024-01-05\n".encode() + "D2,I1,内科,2024-01-05\n".encode("cp932"))
     w("patients-nul-bytes.csv", b"patient_id,sex\nP1,female\nP2,fe\x00male\n")
     w("patients-bom-in-middle.csv", "patient_id,sex\nP1,female\nP2,\ufefffemale\n\ufeffP3,male\n")
@@ -91,7 +91,7 @@ def main() -> None:
       "CP1,P1,2026-03-01T10:00:00,1\r\nCP2,P1,yesterday,1\r\nCP3,P1,2026-03-01T10:00:00,0\r\n")
     w("prescriptions-semicolon.csv", "rx_id;session_id;drug_code;quantity\nR1;S1;2171022F1020;14\n")
     w("visits.csv", "visit_id,patient_id\nV1,P1\n")
-    full = gzip.compress(f"{S_HEAD}\n{s_row('S1')}\n{s_row('S2')}\n".encode() * 50)
+    full = gzip.compress(f"{S_HEAD}\n{s_row('S1')}\n{s_row('S2')}\n".encode() * 50, mtime=0)
     w("sessions-truncated.csv.gz", full[: len(full) // 2])
     w("sessions-not-gzip.csv.gz", f"{S_HEAD}\n{s_row('S1')}\n")
     w("prescriptions-decimal-comma.csv", "rx_id,session_id,quantity,days_supply,dispensing\n"

@@ -1,0 +1,37 @@
+"""Smoke test of benchmarks/run.py: it runs end to end at a tiny scale and reports every stage.
+
+No time is asserted (timings belong to benchmarks/RESULTS.md, not to tests). What is checked:
+every stage ran and succeeded, and the hand-written single-pass SQL reproduced the audit's
+counts for every rule.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs_every_stage(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--sessions", "2000", "--repeat", "1",
+         "--skip-gx-pandas", "--workdir", str(tmp_path / "work"), "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    res = json.loads(out.read_text(encoding="utf-8"))
+    stages = res["stages"]
+    for name in ("generate", "ingest", "bare_load", "audit", "single_pass", "report", "survey"):
+        assert name in stages, name
+        runs = stages[name]["runs"]
+        assert runs and all(r["returncode"] == 0 and not r["timed_out"] for r in runs), (name, runs)
+        assert stages[name]["median_seconds"] is not None
+    assert stages["single_pass"]["counts_equal_audit"] is True, stages["single_pass"]["problems"]
+    assert "| stage" in proc.stdout  # the table was printed
+    assert res["ratios"]["audit_over_single_pass"] is not None
