@@ -173,10 +173,39 @@ def _gnu_time_figures(path: Path) -> tuple[float | None, float | None]:
 
 
 # ----------------------------------------------------------------------------- the stages
-def ocaudit_cmd() -> list[str]:
-    """The ``ocaudit`` console script next to this Python (else ``python -m toolkit``)."""
+def ocaudit_cmd(memory_limit: str | None = None) -> list[str]:
+    """The ``ocaudit`` console script next to this Python (else ``python -m toolkit``).
+
+    With ``memory_limit`` (an experiment, not the shipped behaviour): ``ocaudit`` run through
+    :func:`limited_main`, which sets DuckDB's ``memory_limit`` on every connection it opens.
+    """
+    if memory_limit:
+        return [sys.executable, str(Path(__file__).resolve()), "--limited-ocaudit", memory_limit]
     script = Path(sys.executable).parent / "ocaudit"
     return [str(script)] if script.exists() else [sys.executable, "-m", "toolkit"]
+
+
+def limited_main(memory_limit: str, argv: list[str]) -> int:
+    """``ocaudit argv`` with ``SET memory_limit`` (and no insertion-order preservation) on every DuckDB connection.
+
+    Used by ``--duckdb-memory-limit`` to measure the effect of the setting the benchmarks propose for
+    ``toolkit/store.py`` without changing the toolkit.
+    """
+    import duckdb
+
+    sys.path.insert(0, str(REPO))
+    original = duckdb.connect
+
+    def connect(*a: Any, **kw: Any) -> Any:
+        con = original(*a, **kw)
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute("SET preserve_insertion_order = false")
+        return con
+
+    duckdb.connect = connect  # type: ignore[assignment]
+    from toolkit.cli import main as ocaudit_main
+
+    return ocaudit_main(argv)
 
 
 def ensure_data(sessions: int, seed: int, workdir: Path, timeout: float | None) -> tuple[Path, dict, Stage]:
@@ -262,11 +291,12 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"unknown stage(s) {sorted(unknown)}; choose from {','.join(ALL_STAGES)}")
     tables, meta, gen_stage = ensure_data(args.sessions, args.seed, workdir, args.timeout)
     as_of = str(meta.get("as_of"))
-    runs_dir = workdir / "runs" / f"sessions-{args.sessions}-seed-{args.seed}"
+    suffix = f"-memlimit-{args.duckdb_memory_limit}" if args.duckdb_memory_limit else ""
+    runs_dir = workdir / "runs" / f"sessions-{args.sessions}-seed-{args.seed}{suffix}"
     logs = runs_dir / "logs"
     runs_dir.mkdir(parents=True, exist_ok=True)
     db = runs_dir / "ocaudit.duckdb"
-    oc = ocaudit_cmd()
+    oc = ocaudit_cmd(args.duckdb_memory_limit)
     k = args.repeat
     stages: dict[str, Stage] = {"generate": gen_stage}
 
@@ -335,6 +365,7 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
 
     return {
         "sessions": args.sessions, "seed": args.seed, "repeat": k, "as_of": as_of,
+        "duckdb_memory_limit_experiment": args.duckdb_memory_limit,
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
         "data": {"counts": meta.get("counts"), "bytes": sum(f.stat().st_size for f in tables.iterdir()),
                  "db_bytes": db.stat().st_size if db.exists() else None},
@@ -392,7 +423,16 @@ def machine() -> dict[str, Any]:
             versions[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001 - a missing module is just not reported
             versions[mod] = None
-    return {"nproc": os.cpu_count(), "memory_gib": mem, "cpu": cpu, "python": platform.python_version(),
+    git: dict[str, Any] = {}
+    try:
+        git["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                       text=True, check=False).stdout.strip()
+        git["uncommitted_toolkit_files"] = [line[3:] for line in subprocess.run(
+            ["git", "status", "--short", "toolkit", "expectations"], cwd=REPO, capture_output=True, text=True,
+            check=False).stdout.splitlines()]
+    except OSError:
+        pass
+    return {"git": git, "nproc": os.cpu_count(), "memory_gib": mem, "cpu": cpu, "python": platform.python_version(),
             "platform": platform.platform(), "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
             **versions}
 
@@ -493,7 +533,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="records GX-pandas validates: long (_audit_rule_checks rows), wide (check tables)")
     ap.add_argument("--timeout", type=float, help="kill a run after this many seconds (recorded as timed out)")
     ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--duckdb-memory-limit", metavar="SIZE",
+                    help="experiment: run ocaudit with DuckDB's memory_limit set to SIZE (e.g. 1GB)")
     ap.add_argument("--bare-load", nargs=2, metavar=("DB", "TABLES_DIR"), help=argparse.SUPPRESS)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--limited-ocaudit"]:
+        return limited_main(argv[1], argv[2:])
     args = ap.parse_args(argv)
     if args.bare_load:
         bare_load(*args.bare_load)

@@ -221,7 +221,9 @@ def build_pipeline_db(path: str | Path, audits: int = 2) -> Path:
         if f.is_file() and f.name.split(".")[0] in TABLE_ORDER:
             shutil.copy(f, src / f.name)
     assert main(["ingest", "--db", str(path), str(src)]) == 0
-    audit = ["audit", "--db", str(path), "--as-of", SAMPLE_AS_OF, "--quiet"]
+    gen = SAMPLE_DATA / "generation.json"
+    as_of = (json.loads(gen.read_text(encoding="utf-8")).get("as_of") if gen.exists() else None) or SAMPLE_AS_OF
+    audit = ["audit", "--db", str(path), "--as-of", as_of, "--quiet"]
     if (SAMPLE_DATA / "attestation.yaml").exists():
         audit += ["--attestation", str(SAMPLE_DATA / "attestation.yaml")]
     for _ in range(audits):

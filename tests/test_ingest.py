@@ -128,7 +128,7 @@ def test_bad_enum_date_bool_number_quarantined_with_line(tmp_path: Path) -> None
     ]
     raw = json.loads(rows(db, "SELECT raw_row FROM quarantine WHERE line_number = 3")[0][0])
     assert raw["session_id"] == "S2" and raw["kind"] == "online"
-    assert "line 3: column kind: expected one of" in text
+    assert "1 row(s) quarantined (line 3): column kind: expected one of" in text
     assert "'online'" not in text and "maybe" not in text
     assert rows(db, "SELECT kind FROM sessions WHERE session_id = 'S6'") == [("online_care",)]
 
@@ -178,6 +178,17 @@ def test_extra_columns_ignored_with_warning_identifiers_refused(tmp_path: Path) 
     assert "drop" in summary.errors[0]
     assert "山田" not in text
     assert rows(tmp_path / "b.duckdb", "SELECT count(*) FROM patients")[0][0] == 0
+    write(src / "institutions.csv", "institution_id,name\nI1,病院\n")  # institutions.name is a contract column
+    write(src / "prescriptions.csv", "rx_id,drug_name,PatientName\nR1,薬,x\n")
+    summary, text = run(tmp_path / "d.duckdb", src)
+    assert any("institutions.csv" in e for e in summary.errors) is False
+    assert any("prescriptions.csv" in e and "identifiers: PatientName" in e for e in summary.errors)
+    (src / "institutions.csv").unlink()
+    (src / "prescriptions.csv").unlink()
+    write(src / "doctors.csv", "doctor_id,name\nD1,x\n")
+    summary, _ = run(tmp_path / "e.duckdb", src)
+    assert any("doctors.csv" in e and "identifiers: name" in e for e in summary.errors)
+    (src / "doctors.csv").unlink()
     mapping = write(tmp_path / "m.yaml", "tables:\n  patients:\n    drop: [患者氏名, phone_number]\n")
     summary, _ = run(tmp_path / "c.duckdb", src, mapping)
     assert summary.ok
@@ -341,3 +352,32 @@ def test_rejected_line_in_the_middle_keeps_line_numbers(tmp_path: Path) -> None:
     assert summary.ok and "(unnamed column 3)" in text
     assert rows(db, "SELECT patient_id, _line_number FROM patients ORDER BY 2") == [("P1", 2), ("P3", 4), ("P5", 6)]
     assert rows(db, "SELECT line_number, column_name FROM quarantine ORDER BY 1") == [(3, None), (5, "sex")]
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("patient_name", True), ("PatientName", True), ("patientname", True), ("name", True), ("Tel", True),
+    ("phonenumber", True), ("e_mail", True), ("住所", True), ("患者氏名", True), ("電話番号", True),
+    ("insurance_no", True), ("hotel", False), ("blood_type", False), ("session_id", False),
+    ("birth_date", False), ("user_id", False),
+])
+def test_direct_identifier_names(name: str, expected: bool) -> None:
+    from toolkit.ingest_sql import looks_like_identifier
+    assert looks_like_identifier(name) is expected
+
+
+def test_duplicate_across_files_and_quarantine_follows_the_file(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write(src / "sessions" / "a.csv", f"{SESSION_HEADER}\n{session_row('S1')}\n{session_row('S2', kind='x')}\n")
+    write(src / "sessions" / "b.csv", f"{SESSION_HEADER}\n{session_row('S1', kind='online_referral')}\n")
+    db = tmp_path / "a.duckdb"
+    summary, _ = run(db, src)
+    assert summary.tables["sessions"].files == 2
+    reasons = [r[0] for r in rows(db, "SELECT reason FROM quarantine ORDER BY source_file")]
+    assert reasons[0].startswith("kind: 'x'")
+    assert reasons[1].startswith("duplicate key S1 with different content (first at ")
+    assert reasons[1].endswith("sessions/a.csv line 2)")
+    # the bad row is fixed in a.csv: its quarantine row goes, b.csv's duplicate stays
+    write(src / "sessions" / "a.csv", f"{SESSION_HEADER}\n{session_row('S1')}\n{session_row('S2')}\n")
+    run(db, src)
+    assert [r[0][:9] for r in rows(db, "SELECT reason FROM quarantine")] == ["duplicate"]
+    assert rows(db, "SELECT count(*) FROM sessions")[0][0] == 2

@@ -90,6 +90,7 @@ def _text(p: Path) -> str:
     return raw.decode("latin-1")
 
 
+@pytest.mark.slow
 def test_every_expected_output_exists(pipeline):
     out = pipeline["out"]
     names = {p.name for p in _artifacts(out)}
@@ -97,6 +98,7 @@ def test_every_expected_output_exists(pipeline):
     assert any(n.endswith(".xlsx") for n in names) and "manifest.json" in names
 
 
+@pytest.mark.slow
 def test_database_and_outputs_are_owner_only(pipeline):
     out, db = pipeline["out"], pipeline["db"]
     checked = [db, *(p for p in out.parent.rglob("*") if p.name.startswith(db.name))]
@@ -127,6 +129,7 @@ print(oct(st.st_mode & 0o777))
     assert r.stdout.strip() == "0o600"
 
 
+@pytest.mark.slow
 def test_canaries_never_leave_the_database(pipeline):
     db = pipeline["db"]
     con = store.connect(db, read_only=True)
@@ -148,6 +151,7 @@ def test_canaries_never_leave_the_database(pipeline):
             assert CANARY_FIELD not in stream and CANARY_RAW not in stream, name
 
 
+@pytest.mark.slow
 def test_violations_csv_neutralises_formula_injection(pipeline):
     rows = read_csv(pipeline["out"] / "violations.csv")
     ids = [r["entity_id"] for r in rows]
@@ -155,6 +159,7 @@ def test_violations_csv_neutralises_formula_injection(pipeline):
     assert INJECTION_ID not in ids
 
 
+@pytest.mark.slow
 def test_no_csv_cell_is_a_formula(pipeline):
     n = 0
     for p in _artifacts(pipeline["out"]):
@@ -177,6 +182,7 @@ def _is_number(s: str) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_survey_exports_carry_no_ids(pipeline):
     data = pipeline["data"]
     ids = {r["session_id"] for r in read_csv(data / "sessions.csv")}
@@ -251,6 +257,7 @@ def test_identifier_column_dropped_by_the_mapping_is_not_stored(tmp_path):
         con.close()
 
 
+@pytest.mark.slow
 def test_html_outputs_load_nothing_from_outside(pipeline):
     htmls = [p for p in _artifacts(pipeline["out"]) if p.suffix == ".html"]
     assert len(htmls) >= 2

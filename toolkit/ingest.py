@@ -9,10 +9,19 @@ Two phases:
 2. *Write* (one ``BEGIN … COMMIT``): duplicate keys, upsert by key (DELETE + INSERT of changed
    keys), ``row_changes``, ``quarantine``, ``ingest_files`` and ``ingest_runs``. A failure or a kill
    leaves the database file as it was.
+
+Choices: within one ingest the first row of a key wins, later rows with other content are
+quarantined (``duplicate key …``), identical ones count as unchanged. Changes are found by
+comparing values (not hashes); ``access_log`` rows are identified by all their values. The
+first load into an empty table writes one ``row_changes`` row (``initial_load``, new_hash =
+"N rows") instead of one per row — the rows carry ``_ingest_id``. ``quarantine`` holds the
+latest verdict per file: re-ingesting a file replaces its rows there (unchanged rows are kept).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import sys
 import tempfile
@@ -141,7 +150,8 @@ class _Run:
             else:
                 what = f"column {col}: expected {_expected(t, t.column(col), self.mapping)}"
             where = "row" if sf.fmt == "parquet" else "line"
-            self.out(f"    {where} {first}: {what} — {n} row(s) quarantined")
+            at = f"{where} {first}" if n == 1 else f"first at {where} {first}"
+            self.out(f"    {n} row(s) quarantined ({at}): {what}")
 
     def _read(self, sf: rd.SourceFile, idx: int, inc: str) -> _FileRec:
         tmap = self.mapping.table(sf.table)
@@ -231,6 +241,7 @@ class _Run:
         """Upsert, quarantine and ingest records, in one transaction."""
         con = self.con
         ensure_schema(con)  # its own transaction (a no-op on an up-to-date file)
+        con.execute("SET preserve_insertion_order = false")  # row order in the tables does not matter
         con.execute("BEGIN TRANSACTION")
         try:
             for table in TABLE_ORDER:
@@ -266,16 +277,20 @@ class _Run:
                 con.execute("INSERT INTO row_changes VALUES (?, ?, NULL, 'initial_load', NULL, ?)",
                             [ingest_id, table, f"{counts.inserted} rows"])
         else:
+            # compare values, not hashes: the result does not depend on DuckDB's hash() staying the same
+            differs = "x._row_hash IS NULL OR " + " OR ".join(
+                f"x.{q(c)} IS DISTINCT FROM c.{q(c)}" for c in t.column_names)
+            same_values = " AND ".join(f"x.{q(c)} IS NOT DISTINCT FROM c.{q(c)}" for c in t.column_names)
             con.execute("CREATE OR REPLACE TEMP TABLE _chg (_file_idx INTEGER, _line BIGINT, k VARCHAR, "
                         "old_hash VARCHAR, new_hash VARCHAR)")
             if key:
                 con.execute(f"INSERT INTO _chg SELECT c._file_idx, c._line, CAST(c.{key} AS VARCHAR), x._row_hash, "
                             f"c._row_hash {cand.replace('WHERE', f'LEFT JOIN {q(table)} x ON x.{key} = c.{key} WHERE')} "
-                            "AND x._row_hash IS DISTINCT FROM c._row_hash")
+                            f"AND ({differs})")
                 con.execute(f"DELETE FROM {q(table)} WHERE {key} IN (SELECT k FROM _chg WHERE old_hash IS NOT NULL)")
             else:
                 con.execute(f"INSERT INTO _chg SELECT c._file_idx, c._line, c._row_hash, NULL, c._row_hash {cand} "
-                            f"AND NOT EXISTS (SELECT 1 FROM {q(table)} x WHERE x._row_hash = c._row_hash)")
+                            f"AND NOT EXISTS (SELECT 1 FROM {q(table)} x WHERE {same_values})")
             con.execute(f"{ins} SEMI JOIN _chg g ON c._file_idx = g._file_idx AND c._line = g._line")
             con.execute(f"INSERT INTO row_changes SELECT {lit(ingest_id)}, {lit(table)}, k, "
                         "CASE WHEN old_hash IS NULL THEN 'inserted' ELSE 'updated' END, old_hash, new_hash FROM _chg")
@@ -355,12 +370,10 @@ FROM _dd d WHERE {inc}._file_idx = d._file_idx AND {inc}._line = d._line""")
 
 
 def _json_str(text: str | None) -> str:
-    import json
     return json.dumps({"_csv_line": (text or "")[:10000]}, ensure_ascii=False)
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 20):
@@ -434,6 +447,7 @@ def ingest_source(db_path: str | Path, source: str | Path, mapping_path: str | P
     started = datetime.now(UTC)
     ingest_id = f"ingest-{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     summary = IngestSummary(ingest_id=ingest_id, db_path=str(db_path))
+    out(f"ingest {ingest_id}: {src} → {db_path}")
     for note in found.notes:
         out(f"  note: {note}")
     for err in found.errors:
@@ -446,7 +460,6 @@ def ingest_source(db_path: str | Path, source: str | Path, mapping_path: str | P
         con.execute("SET TimeZone = 'Asia/Tokyo'")
         con.execute(f"SET temp_directory = {lit(str(tmpdir / 'duckdb_tmp'))}")
         run = _Run(con, mapping, forced, out, summary, tmpdir)
-        out(f"ingest {ingest_id}: {src} → {db_path}")
         order = {t: i for i, t in enumerate(TABLE_ORDER)}
         for sf in sorted(found.files, key=lambda f: (order[f.table], f.display)):
             run.read_file(sf)

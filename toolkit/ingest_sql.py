@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 
 from toolkit.contract import (
-    CONTRACT_ALLOWED_IDENTIFIER_LIKE,
     DIRECT_IDENTIFIER_PATTERNS,
     FALSE_WORDS,
     TABLES,
@@ -51,14 +50,14 @@ def _tokens(name: str) -> list[str]:
 def looks_like_identifier(name: str) -> bool:
     """True if a column name looks like a direct identifier (name, address, phone, insurance …)."""
     toks = _tokens(name)
-    low = name.lower()
     for pat in DIRECT_IDENTIFIER_PATTERNS:
         if pat.isascii():
             ptoks = pat.split("_")
             n = len(ptoks)
             if any(toks[i:i + n] == ptoks for i in range(len(toks) - n + 1)):
                 return True
-            if n == 1 and len(pat) >= 5 and "".join(toks).find(pat) >= 0 and "_" not in low and len(toks) == 1:
+            joined = pat.replace("_", "")
+            if len(toks) == 1 and len(joined) >= 5 and joined in toks[0]:
                 return True  # e.g. "patientname", "phonenumber" written as one word
         elif pat in name:
             return True
@@ -94,7 +93,9 @@ def check_columns(sf: SourceFile, columns: list[str], m: TableMapping) -> Resolu
             raise InputFileError(str(sf.path), f"columns {res.src_for[target]!r} and {c!r} both give {target}; "
                                  "expected one column per contract column (drop one in the mapping)")
         res.src_for[target] = c
-    ids = [c for c in extras if looks_like_identifier(c) and c not in CONTRACT_ALLOWED_IDENTIFIER_LIKE]
+    # contract columns of this table (institutions.name, prescriptions.drug_name) were resolved above;
+    # any other identifier-like column is refused, even "name" (patients.name is a patient's name)
+    ids = [c for c in extras if looks_like_identifier(c)]
     if ids:
         raise InputFileError(
             str(sf.path), f"columns that look like direct identifiers: {', '.join(ids)}. Names, addresses, "

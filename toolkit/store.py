@@ -185,24 +185,25 @@ def describe_storage_error(exc: BaseException, path: str | os.PathLike[str] | No
     """A plain message for a disk-full / read-only / permission error, or None for anything else.
 
     Used by :func:`connect` and (for errors raised later, e.g. a full disk during a write) by
-    the CLI, so the user sees the path and what to do instead of a traceback.
+    the CLI, so the user sees the path and what to do instead of a traceback. The path named is
+    the file the error names (an output file, the WAL …), else ``path``.
     """
-    text = ""
+    text, fname = "", None
     seen: set[int] = set()
     e: BaseException | None = exc
     while e is not None and id(e) not in seen:  # the error and what it was raised from / during
         seen.add(id(e))
         text += f" {e} {getattr(e, 'strerror', '') or ''}"
-        if isinstance(e, OSError) and e.errno is not None:
+        if isinstance(e, OSError):
+            fname = fname or e.filename
             text += {errno.ENOSPC: " enospc", errno.EROFS: " erofs", errno.EACCES: " eacces",
-                     errno.EPERM: " eperm operation not permitted"}.get(e.errno, "")
+                     errno.EPERM: " eperm operation not permitted"}.get(e.errno or 0, "")
         e = e.__cause__ or e.__context__
-    raw, text = text, text.lower()
     for needles, hint in _ACCESS_HINTS:
-        if any(n in text for n in needles):
-            named = re.search(r'file "([^"]+)"', raw)  # DuckDB names the file it could not write
-            where = path if path is not None else getattr(exc, "filename", None)
-            if named and (where is None or not named.group(1).startswith(str(where))):
+        if any(n in text.lower() for n in needles):
+            named = re.search(r'file "([^"]+)"', text)  # DuckDB names the file it could not write
+            where = str(fname) if fname else (str(path) if path is not None else None)
+            if named and (where is None or not named.group(1).startswith(where)):
                 where = f"{where} ({named.group(1)})" if where else named.group(1)
             return f"{where}: {hint}." if where else f"{hint[0].upper()}{hint[1:]}."
     return None
@@ -252,8 +253,9 @@ def connect(db_path: str | os.PathLike[str], *, read_only: bool = False,
             os.close(fd)
             path.unlink()  # DuckDB refuses an empty non-database file; the umask keeps 0600
         except OSError as exc:
-            msg = describe_storage_error(exc, path) or f"{path}: cannot create the database file ({exc.strerror})"
-            raise DatabaseAccessError(msg) from None
+            msg = describe_storage_error(exc, path) or f"{exc.filename or path}: {exc.strerror}"
+            raise DatabaseAccessError(msg if msg.startswith(f"{path}:") else
+                                      f"{path}: cannot create the database file — {msg}") from None
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
@@ -263,7 +265,8 @@ def connect(db_path: str | os.PathLike[str], *, read_only: bool = False,
             if not _is_lock_error(exc):
                 msg = describe_storage_error(exc, path)
                 if msg:
-                    raise DatabaseAccessError(msg) from None
+                    raise DatabaseAccessError(msg if msg.startswith(f"{path}") else
+                                              f"{path}: cannot open the database — {msg}") from None
                 raise
             if time.monotonic() >= deadline:
                 who = "an ingest or audit is writing it" if read_only else \
