@@ -327,9 +327,10 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"ingest failed; see {logs}")
 
     if "audit" in stages_wanted:
-        aud = stages["audit"] = Stage("audit", [*oc, "audit", "--db", str(db), "--as-of", as_of, "--quiet"])
+        aud = stages["audit"] = Stage("audit", [*oc, "audit", "--db", str(db), "--as-of", as_of])
         for i in range(k):
             step(aud, i)
+        aud.extra = {"phases_last_run": audit_phases(logs / f"audit-{k - 1}.log")}
         sp_json = runs_dir / "single_pass.json"
         sp = stages["single_pass"] = Stage("single_pass", [
             sys.executable, str(HERE / "single_pass.py"), "--db", str(db), "--as-of", as_of,
@@ -372,6 +373,21 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
         "stages": {n: s.summary() for n, s in stages.items()},
         "ratios": ratios(stages), "targets": targets(stages, args.sessions),
     }
+
+
+def audit_phases(log: Path) -> dict[str, float]:
+    """Seconds since the audit started at each progress line: check tables ready, GX done, run stored."""
+    out: dict[str, float] = {}
+    if not log.exists():
+        return out
+    text = log.read_text(encoding="utf-8", errors="replace")
+    for key, pattern in (("check_tables_ready", r"views ready \(([\d.]+) s\)"),
+                         ("gx_done", r"GX done \(([\d.]+) s\)"),
+                         ("run_stored", r"violation record\(s\) in ([\d.]+) s")):
+        m = re.search(pattern, text)
+        if m:
+            out[key] = float(m.group(1))
+    return out
 
 
 def gx_pandas_stage(stages: dict[str, Stage], form: str, db: Path, runs_dir: Path, repeat: int,

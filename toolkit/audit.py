@@ -15,6 +15,7 @@ Order of work (one call of :func:`run_audit`):
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import json
@@ -24,6 +25,8 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+import duckdb
 
 from toolkit import __version__, attestation, rule_sql, store, suites
 from toolkit.catalogue import Catalogue, Rule, load
@@ -277,7 +280,8 @@ def run_audit(db_path: str | os.PathLike[str], rules: str | None = None, as_of: 
                             "attestation": str(attestation_path) if attestation_path else None})])
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):  # a failed COMMIT (disk full) already ended it
+                con.execute("ROLLBACK")
             raise
     finally:
         con.close()

@@ -88,9 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ocaudit: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # store errors (busy, schema) are user-facing too
-        from toolkit.store import DatabaseBusyError, SchemaVersionError
+        from toolkit.store import DatabaseBusyError, SchemaVersionError, describe_storage_error
         if isinstance(exc, (DatabaseBusyError, SchemaVersionError)):
             print(f"ocaudit: error: {exc}", file=sys.stderr)
+            return 2
+        msg = describe_storage_error(exc, getattr(args, "db", None))
+        if msg:  # disk full, read-only file system, permission denied: the path and what to do
+            print(f"ocaudit: error: {msg}", file=sys.stderr)
             return 2
         raise
     except KeyboardInterrupt:
