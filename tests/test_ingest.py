@@ -381,3 +381,18 @@ def test_duplicate_across_files_and_quarantine_follows_the_file(tmp_path: Path) 
     run(db, src)
     assert [r[0][:9] for r in rows(db, "SELECT reason FROM quarantine")] == ["duplicate"]
     assert rows(db, "SELECT count(*) FROM sessions")[0][0] == 2
+
+
+def test_temp_copies_of_killed_ingests_are_removed(tmp_path: Path) -> None:
+    import subprocess
+    import tempfile
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = Path(tempfile.gettempdir()) / f"{ingest.TMP_PREFIX}{dead.pid}-test"
+    stale.mkdir(exist_ok=True)
+    (stale / "x_sessions.csv.utf8").write_text("patient data")
+    src = write(tmp_path / "src" / "doctors.csv", "doctor_id,specialty\nD1,内科\n", "cp932").parent
+    summary, _ = run(tmp_path / "a.duckdb", src)
+    assert summary.ok
+    assert not stale.exists()
+    assert not list(Path(tempfile.gettempdir()).glob(f"{ingest.TMP_PREFIX}{__import__('os').getpid()}-*"))

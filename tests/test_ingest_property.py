@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import csv
-import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,22 +20,26 @@ VALUES = st.one_of(
     st.text(max_size=12),
 )
 ROW = st.fixed_dictionaries({c: VALUES for c in COLUMNS})
-WORK = Path(tempfile.mkdtemp(prefix="ocaudit-prop-"))
 COUNTER = {"n": 0}
 
 
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("prop")
+
+
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(ROW, min_size=0, max_size=8))
-def test_random_sessions_rows_never_crash(data: list[dict]) -> None:
+@given(data=st.lists(ROW, min_size=0, max_size=8))
+def test_random_sessions_rows_never_crash(work: Path, data: list[dict]) -> None:
     COUNTER["n"] += 1
-    src = WORK / f"src{COUNTER['n']}"
+    src = work / f"src{COUNTER['n']}"
     src.mkdir()
     with open(src / "sessions.csv", "w", encoding="utf-8", newline="", errors="surrogatepass") as fh:
         w = csv.writer(fh)
         w.writerow(COLUMNS)
         for r in data:
             w.writerow(["" if r[c] is None else r[c] for c in COLUMNS])
-    db = WORK / "prop.duckdb"
+    db = work / "prop.duckdb"
     summary, printed = run(db, src)
     mine = f"starts_with(source_file, '{src}')"
     if summary.errors:  # e.g. a NUL byte or an invalid code point: the whole file is refused

@@ -20,8 +20,10 @@ latest verdict per file: re-ingesting a file replaces its rows there (unchanged 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -46,6 +48,7 @@ from toolkit.readers import lit, q
 from toolkit.store import connect, ensure_schema, table_exists
 
 SHIPPED_DRUG_MASTER = Path(__file__).resolve().parent / "data" / "drug_master.csv"
+TMP_PREFIX = "ocaudit-ingest-"
 
 
 @dataclass
@@ -193,6 +196,8 @@ class _Run:
                 "CAST(json_object('_json_line', left(_txt, 10000)) AS VARCHAR), "
                 f"{lit(str(sf.path))} FROM {jl} WHERE NOT _ok")
             self.con.execute(f"DROP TABLE IF EXISTS {jl}")
+        if sf.fmt != "parquet" and path != sf.path:
+            path.unlink(missing_ok=True)  # the transcoded copy is not needed any more
         return _FileRec(sf=sf, idx=idx, encoding=enc, columns_present=res.present)
 
     def _sql(self, sf: rd.SourceFile, fn: Callable[[], Any]) -> Any:
@@ -250,7 +255,8 @@ class _Run:
             self._write_records(ingest_id, source, started)
             con.execute("COMMIT")
         except BaseException:
-            con.execute("ROLLBACK")
+            with contextlib.suppress(duckdb.Error):  # a failed COMMIT (disk full) already ended it
+                con.execute("ROLLBACK")
             raise
 
     def _write_table(self, table: str, ingest_id: str) -> TableCounts:
@@ -454,8 +460,9 @@ def ingest_source(db_path: str | Path, source: str | Path, mapping_path: str | P
         summary.errors.append(str(err))
         out(f"  REFUSED {err}")
     t0 = time.monotonic()
-    con = connect(db_path)
-    tmpdir = Path(tempfile.mkdtemp(prefix="ocaudit-ingest-"))
+    con = connect(db_path, wait_seconds=30)
+    _remove_stale_tmpdirs()
+    tmpdir = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-"))
     try:
         con.execute("SET TimeZone = 'Asia/Tokyo'")
         con.execute(f"SET temp_directory = {lit(str(tmpdir / 'duckdb_tmp'))}")
@@ -478,6 +485,20 @@ def ingest_source(db_path: str | Path, source: str | Path, mapping_path: str | P
     if summary.errors:
         out(f"{len(summary.errors)} file(s) refused; the other files were loaded.")
     return summary
+
+
+def _remove_stale_tmpdirs() -> None:
+    """Remove temp folders (transcoded copies, spill files) left by killed ingests."""
+    for d in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*-*"):
+        pid = d.name[len(TMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _drug_master_empty(con: duckdb.DuckDBPyConnection) -> bool:
