@@ -300,13 +300,13 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
     k = args.repeat
     stages: dict[str, Stage] = {"generate": gen_stage}
 
-    def step(stage: Stage, i: int, db_to_clear: Path | None = None) -> Run:
+    def step(stage: Stage, i: int, db_to_clear: Path | None = None, total: int = k) -> Run:
         if db_to_clear is not None:
             _fresh(db_to_clear)
         run = measure(stage.command, logs / f"{stage.name}-{i}.log", args.timeout)
         stage.runs.append(run)
         status = "TIMEOUT" if run.timed_out else ("ok" if run.returncode == 0 else f"exit {run.returncode}")
-        print(f"  {stage.name:<12} run {i + 1}/{k}: {run.seconds:8.2f} s  peak {run.peak_rss_mib or 0:7.0f} MiB  "
+        print(f"  {stage.name:<14} run {i + 1}/{total}: {run.seconds:8.2f} s  peak {run.peak_rss_mib or 0:7.0f} MiB  "
               f"load {run.load_1min:4.1f}  {status}", flush=True)
         return run
 
@@ -314,8 +314,9 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
         ing = stages["ingest"] = Stage("ingest", [*oc, "ingest", "--db", str(db), str(tables)])
         if "ingest" not in stages_wanted:
             ing.note = "run once to create the database (not requested as a stage)"
-        for i in range(k if "ingest" in stages_wanted else 1):
-            step(ing, i, db)
+        n_ingest = k if "ingest" in stages_wanted else 1
+        for i in range(n_ingest):
+            step(ing, i, db, total=n_ingest)
         if "ingest" in stages_wanted:
             bare_db = runs_dir / "bare.duckdb"
             bare = stages["bare_load"] = Stage(
@@ -398,7 +399,7 @@ def gx_pandas_stage(stages: dict[str, Stage], form: str, db: Path, runs_dir: Pat
         sys.executable, str(HERE / "gx_pandas.py"), "--db", str(db), "--form", form, "--json", str(out)])
     _fresh_json(out)
     for i in range(repeat):
-        step(gp, i)
+        step(gp, i, total=repeat)
     if out.exists():
         res = json.loads(out.read_text())
         gp.extra = {"copy_seconds": res["copy_seconds"], "validate_seconds": res["validate_seconds"],
@@ -515,16 +516,16 @@ def print_table(res: dict[str, Any]) -> None:
           f"as of {res['as_of']}")
     print(f"machine: {m['nproc']} CPU ({m['cpu']}), {m['memory_gib']} GiB; load average at end "
           f"{m['load_avg_at_end']}; {res['date']}")
-    print(f"\n| {'stage':<12} | {'median s':>9} | {'min s':>9} | {'max s':>9} | {'peak RSS MiB':>12} | "
+    print(f"\n| {'stage':<14} | {'median s':>9} | {'min s':>9} | {'max s':>9} | {'peak RSS MiB':>12} | "
           f"{'load':>4} | note")
-    print(f"|{'-' * 14}|{'-' * 11}|{'-' * 11}|{'-' * 11}|{'-' * 14}|{'-' * 6}|------")
+    print(f"|{'-' * 16}|{'-' * 11}|{'-' * 11}|{'-' * 11}|{'-' * 14}|{'-' * 6}|------")
     for name, s in res["stages"].items():
         loads = [r["load_1min"] for r in s["runs"] if r["load_1min"] == r["load_1min"]]
         bad = [r for r in s["runs"] if r["timed_out"] or r["returncode"] != 0]
         note = s["note"]
         if bad:
             note = (f"{len(bad)} run(s) failed/timed out after {max(r['seconds'] for r in bad):.0f} s; " + note).strip()
-        print(f"| {name:<12} | {_fmt(s['median_seconds']):>9} | {_fmt(s['min_seconds']):>9} | "
+        print(f"| {name:<14} | {_fmt(s['median_seconds']):>9} | {_fmt(s['min_seconds']):>9} | "
               f"{_fmt(s['max_seconds']):>9} | {_fmt(s['peak_rss_mib'], '.0f'):>12} | "
               f"{_fmt(max(loads) if loads else None, '.1f'):>4} | {note}")
     print("\nratios (medians): " + "   ".join(f"{k} {_fmt(v)}" for k, v in res["ratios"].items()))

@@ -276,6 +276,7 @@ def connect(db_path: str | os.PathLike[str], *, read_only: bool = False,
                     f"Retry when it has finished (or set {BUSY_WAIT_ENV}=SECONDS to wait)."
                     ) from exc
             time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
+    _apply_memory_limit(con)
     if read_only:
         try:
             check_version(con)
@@ -283,6 +284,25 @@ def connect(db_path: str | os.PathLike[str], *, read_only: bool = False,
             con.close()
             raise
     return con
+
+
+#: Environment variable with DuckDB's memory limit for every ocaudit connection (e.g. ``4GB``).
+MEMORY_LIMIT_ENV = "OCAUDIT_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "1536MB"
+
+
+def _apply_memory_limit(con: duckdb.DuckDBPyConnection) -> None:
+    """Cap DuckDB's memory (default 1.5 GB; ``OCAUDIT_MEMORY_LIMIT`` overrides).
+
+    DuckDB otherwise takes up to 80 % of RAM; with a cap, large joins, sorts and temporary
+    tables spill to DuckDB's temporary directory instead, so a monthly job on a shared
+    analysis machine stays within its share. Set at run time (not as connection config) so
+    GX's connection can still join the same database instance.
+    """
+    limit = os.environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT).strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit, flags=re.I):
+        raise UserError(f"{MEMORY_LIMIT_ENV}={limit!r}: expected a size such as 1536MB or 4GB")
+    con.execute(f"SET memory_limit = '{limit}'")
 
 
 def snapshot(db_path: str | os.PathLike[str], *, wait_seconds: float = 0.0) -> duckdb.DuckDBPyConnection:
