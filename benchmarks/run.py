@@ -67,7 +67,7 @@ class Run:
     seconds: float
     peak_rss_mib: float | None
     returncode: int
-    load_1min: float
+    load_1min: float | None
     timed_out: bool = False
 
 
@@ -228,7 +228,7 @@ def ensure_data(sessions: int, seed: int, workdir: Path, timeout: float | None) 
     else:
         wall, rss = _gnu_time_figures(base / "generate.time")
         if wall is not None:
-            stage.runs.append(Run(round(wall, 3), None if rss is None else round(rss, 1), 0, float("nan")))
+            stage.runs.append(Run(round(wall, 3), None if rss is None else round(rss, 1), 0, None))
         stage.note = "cached: measured when the data was first generated"
     tables = base / "tables"
     tables.mkdir(exist_ok=True)
@@ -307,7 +307,7 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
         stage.runs.append(run)
         status = "TIMEOUT" if run.timed_out else ("ok" if run.returncode == 0 else f"exit {run.returncode}")
         print(f"  {stage.name:<14} run {i + 1}/{total}: {run.seconds:8.2f} s  peak {run.peak_rss_mib or 0:7.0f} MiB  "
-              f"load {run.load_1min:4.1f}  {status}", flush=True)
+              f"load {run.load_1min or 0:4.1f}  {status}", flush=True)
         return run
 
     if "ingest" in stages_wanted or not db.exists():
@@ -520,7 +520,7 @@ def print_table(res: dict[str, Any]) -> None:
           f"{'load':>4} | note")
     print(f"|{'-' * 16}|{'-' * 11}|{'-' * 11}|{'-' * 11}|{'-' * 14}|{'-' * 6}|------")
     for name, s in res["stages"].items():
-        loads = [r["load_1min"] for r in s["runs"] if r["load_1min"] == r["load_1min"]]
+        loads = [r["load_1min"] for r in s["runs"] if r["load_1min"] is not None]
         bad = [r for r in s["runs"] if r["timed_out"] or r["returncode"] != 0]
         note = s["note"]
         if bad:
