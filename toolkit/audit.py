@@ -231,7 +231,6 @@ def run_audit(db_path: str | os.PathLike[str], rules: str | None = None, as_of: 
 
         con.execute("BEGIN TRANSACTION")
         try:
-            ids = "', '".join(evaluable) if evaluable else ""
             for entity in tables:
                 mine = [rid for rid, r in evaluable.items() if r.entity == entity]
                 con.execute(rule_sql.strata_insert_sql(entity, mine), [run_id])
@@ -253,10 +252,9 @@ def run_audit(db_path: str | os.PathLike[str], rules: str | None = None, as_of: 
                                    f"(denominator={den}, violated={vio}, not_evidenced={ne})")
                 else:
                     res.status = _status(den, vio, ne)
-                    res.message = res.message or ""
             con.execute(f"""INSERT INTO violations
                 SELECT ?, rule_id, entity, entity_id, status, institution_id, doctor_id, month
-                FROM {rule_sql.CHECKS_VIEW} WHERE rule_id IN ('{ids}') AND status <> 'passed'""", [run_id])
+                FROM {rule_sql.CHECKS_VIEW} WHERE status <> 'passed'""", [run_id])  # view = evaluable rules only
             n_viol = con.execute("SELECT count(*) FROM violations WHERE run_id = ?", [run_id]).fetchone()[0]
             con.executemany("INSERT INTO rule_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                 [run_id, r.rule_id, r.section, r.level, r.entity, r.title_en, r.title_ja, r.status,

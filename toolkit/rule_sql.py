@@ -279,17 +279,18 @@ SELECT drug_code, narcotic, psychotropic, high_risk, emergency_contraceptive, mi
 FROM m WHERE rn = 1""",
     "_audit_s": f"""
 CREATE OR REPLACE VIEW _audit_s AS
-SELECT s.*,
-  CAST(timezone('Asia/Tokyo', s.started_at) AS DATE) AS sdate,
-  strftime(timezone('Asia/Tokyo', s.started_at), '%Y-%m') AS month,
-  s.outcome IN {IN_PERSON} AS in_person,
-  (s.is_regular_doctor OR (s.prior_info_source IN {PRIOR_SOURCES} AND s.prior_info_recorded)) AS history_known,
-  CASE WHEN s.tls_version IS NULL THEN NULL
-       WHEN lower(s.tls_version) LIKE '%ssl%' THEN FALSE
-       ELSE TRY_CAST(regexp_extract(s.tls_version, '([0-9]+(\\.[0-9]+)?)', 1) AS DECIMAL(6,2)) >= 1.2
-  END AS tls_ok,
-  TRY_CAST(regexp_extract(s.tls_version, '([0-9]+(\\.[0-9]+)?)', 1) AS DECIMAL(6,2)) AS tls_number
-FROM sessions s""",
+SELECT t.*,
+  CASE WHEN t.tls_version IS NULL THEN NULL
+       WHEN lower(t.tls_version) LIKE '%ssl%' THEN FALSE
+       ELSE t.tls_number >= 1.2 END AS tls_ok
+FROM (
+  SELECT s.*,
+    CAST(timezone('Asia/Tokyo', s.started_at) AS DATE) AS sdate,
+    strftime(timezone('Asia/Tokyo', s.started_at), '%Y-%m') AS month,
+    s.outcome IN {IN_PERSON} AS in_person,
+    (s.is_regular_doctor OR (s.prior_info_source IN {PRIOR_SOURCES} AND s.prior_info_recorded)) AS history_known,
+    TRY_CAST(regexp_extract(s.tls_version, '([0-9]+(\\.[0-9]+)?)', 1) AS DECIMAL(6,2)) AS tls_number
+  FROM sessions s) t""",
     "_audit_rx": """
 CREATE OR REPLACE VIEW _audit_rx AS
 SELECT r.rx_id, r.session_id, r.drug_code, r.quantity, r.days_supply, r.dispensing,
