@@ -45,7 +45,7 @@ from toolkit.errors import InputFileError, UserError
 from toolkit.ingest_sql import check_columns, parse_select
 from toolkit.mapping import Mapping, load_mapping
 from toolkit.readers import lit, q
-from toolkit.store import connect, ensure_schema, table_exists
+from toolkit.store import SCHEMA_VERSION, connect, ensure_schema, schema_version, table_exists
 
 SHIPPED_DRUG_MASTER = Path(__file__).resolve().parent / "data" / "drug_master.csv"
 TMP_PREFIX = "ocaudit-ingest-"
@@ -88,14 +88,20 @@ class _FileRec:
     encoding: str | None
     columns_present: list[str]
     sha256: str = ""
+    read: int | None = None  # rows read, for a file loaded directly (its bad rows alone are staged)
+
+
+class _Fallback(Exception):
+    """A file failed inside the direct-load transaction (which DuckDB then aborts): redo staged."""
 
 
 class _Run:
     """State of one ingest (one connection, one temp folder)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, mapping: Mapping, forced: str | None,
-                 out: Callable[[str], Any], summary: IngestSummary, tmpdir: Path) -> None:
+                 out: Callable[[str], Any], summary: IngestSummary, tmpdir: Path, ingest_id: str = "") -> None:
         self.con = con
+        self.ingest_id = ingest_id
         self.mapping = mapping
         self.forced = forced
         self.out = out
@@ -105,6 +111,30 @@ class _Run:
         self.tables: set[str] = set()
         self.refused_tables: set[str] = set()
         self.replace_tables: set[str] = set()
+        self.direct: set[str] = set()  # empty tables whose Parquet files load straight into them
+        self.in_txn = False
+
+    def begin_direct(self, files: list[rd.SourceFile]) -> bool:
+        """Open the write transaction now if some table can be loaded directly; True if so.
+
+        A table qualifies when it is empty and every file for it is Parquet. Its files are then
+        read straight into the canonical table inside the one transaction (bad rows moved out
+        to the TEMP table); the other files are staged as usual, in the same transaction.
+        """
+        con = self.con
+        if schema_version(con) not in (None, SCHEMA_VERSION):
+            return False  # migrations and refusals keep the staged order of events
+        fmts: dict[str, set[str]] = {}
+        for f in files:
+            fmts.setdefault(f.table, set()).add(f.fmt)
+        direct = {t for t, f in fmts.items() if f == {"parquet"} and _table_empty(con, t)}
+        if not direct:
+            return False
+        con.execute("BEGIN TRANSACTION")
+        self.in_txn = True
+        ensure_schema(con)  # in this transaction
+        self.direct = direct
+        return True
 
     # ---------------------------------------------------------------- phase 1: read
     def _incoming(self, table: str) -> str:
@@ -135,6 +165,8 @@ class _Run:
         self.files.append(rec)
         read, bad = self.con.execute(
             f"SELECT count(*), count(_reason) FROM {inc} WHERE _file_idx = {idx}").fetchall()[0]
+        if rec.read is not None:
+            read = rec.read
         enc = f", {rec.encoding}" if rec.encoding else ""
         self.out(f"  {sf.display} → {sf.table} ({sf.fmt}{enc}): {read} read, {read - bad} loaded, "
                  f"{bad} quarantined")
@@ -161,7 +193,14 @@ class _Run:
         enc = None
         jl = f"_jl_{idx}"
         if sf.fmt == "parquet":
-            src_cols = rd.parquet_columns(self.con, sf)
+            if self.in_txn:  # an unreadable file must not abort the open transaction
+                cur = self.con.cursor()
+                try:
+                    src_cols = rd.parquet_columns(cur, sf)
+                finally:
+                    cur.close()
+            else:
+                src_cols = rd.parquet_columns(self.con, sf)
         else:
             forced = "utf-8" if sf.path == SHIPPED_DRUG_MASTER else (self.forced or tmap.encoding)
             enc = rd.detect_encoding(sf, forced)
@@ -186,6 +225,9 @@ class _Run:
             keep_idx = [i for i, (c, _) in enumerate(src_cols) if c in set(res.keep)]
             rel, line = rd.csv_relation(path, header, keep_idx, f"_rej_{idx}"), "_rec + 1"
         sql = parse_select(TABLES[sf.table], res, types, tmap, rel, line, idx, str(sf.path))
+        if sf.table in self.direct:
+            n = self._sql(sf, lambda: self._direct_insert(sf.table, sql, idx, inc))
+            return _FileRec(sf=sf, idx=idx, encoding=enc, columns_present=res.present, read=n)
         self._sql(sf, lambda: self.con.execute(f"INSERT INTO {inc} {sql}"))
         if sf.fmt == "csv":
             self._csv_rejects(sf, idx, inc, path, f"_rej_{idx}")
@@ -200,10 +242,40 @@ class _Run:
             path.unlink(missing_ok=True)  # the transcoded copy is not needed any more
         return _FileRec(sf=sf, idx=idx, encoding=enc, columns_present=res.present)
 
+    def _direct_insert(self, table: str, sql: str, idx: int, inc: str) -> int:
+        """Insert every row of the parse SELECT into the (empty) canonical table; move bad rows to ``inc``.
+
+        A bad row is written with ``_ingest_id`` NULL and its reason, failing column and raw row packed
+        in ``_row_hash`` as a JSON array; it is then copied to ``inc`` and deleted. Returns rows read.
+        """
+        con = self.con
+        t = TABLES[table]
+        cols = ", ".join(q(c) for c in t.column_names)
+        con.execute("SET preserve_insertion_order = false")  # only Parquet (file_row_number) here
+        try:
+            n = con.execute(
+                f"INSERT INTO {q(table)} ({cols}, _ingest_id, _row_hash, _source_file, _line_number) "
+                f"SELECT {cols}, CASE WHEN _reason IS NULL THEN {lit(self.ingest_id)} END, "
+                "CASE WHEN _reason IS NULL THEN _row_hash "
+                "ELSE CAST(json_array(_reason, _errcol, _raw) AS VARCHAR) END, _source_file, _line "
+                f"FROM ({sql})").fetchall()[0][0]
+        finally:
+            con.execute("RESET preserve_insertion_order")
+        bad = f"FROM {q(table)} WHERE _ingest_id IS NULL"
+        if con.execute(f"SELECT count(*) {bad}").fetchall()[0][0]:
+            con.execute(f"INSERT INTO {inc} (_file_idx, _line, _reason, _errcol, _raw, _source_file) "
+                        f"SELECT {idx}, _line_number, json_extract_string(_row_hash, '$[0]'), "
+                        "json_extract_string(_row_hash, '$[1]'), json_extract_string(_row_hash, '$[2]'), "
+                        f"_source_file {bad}")
+            con.execute(f"DELETE {bad}")
+        return int(n)
+
     def _sql(self, sf: rd.SourceFile, fn: Callable[[], Any]) -> Any:
         try:
             return fn()
         except duckdb.Error as exc:
+            if self.in_txn:
+                raise _Fallback(str(sf.path)) from exc
             msg = str(exc).splitlines()[0][:240]
             raise InputFileError(str(sf.path), f"cannot be read as {sf.fmt.upper()} ({msg})") from None
 
@@ -245,9 +317,12 @@ class _Run:
     def write(self, ingest_id: str, source: str, started: datetime) -> None:
         """Upsert, quarantine and ingest records, in one transaction."""
         con = self.con
-        ensure_schema(con)  # its own transaction (a no-op on an up-to-date file)
+        if not self.in_txn:
+            ensure_schema(con)  # its own transaction (a no-op on an up-to-date file)
         con.execute("SET preserve_insertion_order = false")  # row order in the tables does not matter
-        con.execute("BEGIN TRANSACTION")
+        if not self.in_txn:
+            con.execute("BEGIN TRANSACTION")
+            self.in_txn = True
         try:
             for table in TABLE_ORDER:
                 if table in self.tables:
@@ -258,12 +333,16 @@ class _Run:
             with contextlib.suppress(duckdb.Error):  # a failed COMMIT (disk full) already ended it
                 con.execute("ROLLBACK")
             raise
+        finally:
+            self.in_txn = False
 
     def _write_table(self, table: str, ingest_id: str) -> TableCounts:
         con = self.con
         t = TABLES[table]
         inc = f"_inc_{table}"
         counts = TableCounts(files=sum(1 for f in self.files if f.sf.table == table))
+        if table in self.direct:
+            return self._write_direct(t, inc, ingest_id, counts)
         if t.key:
             self._duplicates(t, inc)
         cols = ", ".join(q(c) for c in t.column_names)
@@ -309,6 +388,66 @@ class _Run:
             con.execute(f"INSERT INTO row_changes SELECT {lit(ingest_id)}, {lit(table)}, CAST({key} AS VARCHAR), "
                         f"'deleted', _row_hash, NULL {gone}")
             con.execute(f"DELETE {gone}")
+        self._quarantine(table, inc, ingest_id)
+        counts.read, counts.quarantined, dup_same, dup_diff = con.execute(
+            f"SELECT count(*), count(_reason), count(*) FILTER (WHERE _dup = 'identical'), "
+            f"count(*) FILTER (WHERE _dup = 'conflict') FROM {inc}").fetchall()[0]
+        return self._finish_counts(table, counts, dup_same, dup_diff)
+
+    def _write_direct(self, t: Table, inc: str, ingest_id: str, counts: TableCounts) -> TableCounts:
+        """Write phase of a table loaded directly: duplicate keys, initial_load record, quarantine."""
+        con = self.con
+        dup_same = self._direct_duplicates(t, inc) if t.key else 0
+        counts.read = sum(f.read or 0 for f in self.files if f.sf.table == t.name)
+        counts.quarantined, dup_diff = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE _dup = 'conflict') FROM {inc}").fetchall()[0]
+        counts.inserted = counts.read - counts.quarantined - dup_same
+        if counts.inserted:
+            con.execute("INSERT INTO row_changes VALUES (?, ?, NULL, 'initial_load', NULL, ?)",
+                        [ingest_id, t.name, f"{counts.inserted} rows"])
+        # the table was empty: a replacing load (drug_master) deletes nothing
+        self._quarantine(t.name, inc, ingest_id)
+        return self._finish_counts(t.name, counts, dup_same, dup_diff)
+
+    def _direct_duplicates(self, t: Table, inc: str) -> int:
+        """Duplicate keys in a directly loaded table, as :meth:`_duplicates` decides them.
+
+        Later rows (by file order, then line) with an already-seen key are deleted from the table;
+        identical ones are counted (returned), the others are staged in ``inc`` as quarantined.
+        """
+        con = self.con
+        key = q(t.key[0])
+        table = q(t.name)
+        dups = f"SELECT {key} FROM {table} GROUP BY {key} HAVING count(*) > 1"
+        if not con.execute(f"SELECT count(*) FROM ({dups})").fetchall()[0][0]:
+            return 0
+        fidx = "CASE _source_file " + " ".join(
+            f"WHEN {lit(str(f.sf.path))} THEN {f.idx}" for f in self.files if f.sf.table == t.name) + " END"
+        obj = ", ".join(f"{lit(c)}, {q(c)}" for c in t.column_names)
+        con.execute(f"""
+CREATE OR REPLACE TEMP TABLE _dd AS
+SELECT * FROM (
+  SELECT _fi AS _file_idx, _line_number AS _line, _source_file, _row_hash, CAST({key} AS VARCHAR) AS k,
+         CAST(json_object({obj}) AS VARCHAR) AS _raw,
+         row_number() OVER w AS rn, first_value(_row_hash) OVER w AS fh, first_value(_line_number) OVER w AS fl,
+         first_value(_fi) OVER w AS ff, first_value(_source_file) OVER w AS fsrc
+  FROM (SELECT *, {fidx} AS _fi FROM {table} WHERE {key} IN ({dups}))
+  WINDOW w AS (PARTITION BY {key} ORDER BY _fi, _line_number)) WHERE rn > 1""")
+        con.execute(f"""
+INSERT INTO {inc} (_file_idx, _line, _reason, _errcol, _raw, _dup, _source_file)
+SELECT _file_idx, _line, 'duplicate key ' || k || ' with different content (first at '
+         || CASE WHEN ff = _file_idx THEN '' ELSE fsrc || ' ' END || 'line ' || fl || ')',
+       {lit(t.key[0])}, _raw, 'conflict', _source_file
+FROM _dd WHERE _row_hash <> fh""")
+        same = con.execute("SELECT count(*) FROM _dd WHERE _row_hash = fh").fetchall()[0][0]
+        con.execute(f"DELETE FROM {table} USING _dd d WHERE {table}._source_file = d._source_file "
+                    f"AND {table}._line_number = d._line")
+        con.execute("DROP TABLE _dd")
+        return int(same)
+
+    def _quarantine(self, table: str, inc: str, ingest_id: str) -> None:
+        """Replace the quarantine verdict of this table's files (unchanged rows are kept)."""
+        con = self.con
         paths = [str(f.sf.path) for f in self.files if f.sf.table == table]
         same = ("i._source_file = z.source_file AND i._line IS NOT DISTINCT FROM z.line_number "
                 "AND i._reason = z.reason AND i._raw IS NOT DISTINCT FROM z.raw_row")
@@ -318,9 +457,8 @@ class _Run:
         con.execute(f"INSERT INTO quarantine SELECT {lit(ingest_id)}, {lit(table)}, _source_file, _line, _errcol, "
                     f"_reason, _raw FROM {inc} i WHERE _reason IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
                     f"quarantine z WHERE z.table_name = {lit(table)} AND {same}) ORDER BY _file_idx, _line")
-        counts.read, counts.quarantined, dup_same, dup_diff = con.execute(
-            f"SELECT count(*), count(_reason), count(*) FILTER (WHERE _dup = 'identical'), "
-            f"count(*) FILTER (WHERE _dup = 'conflict') FROM {inc}").fetchall()[0]
+
+    def _finish_counts(self, table: str, counts: TableCounts, dup_same: int, dup_diff: int) -> TableCounts:
         if dup_diff:
             self.out(f"  {table}: {dup_diff} row(s) with an already-seen key and different content quarantined "
                      "(the first occurrence is loaded)")
@@ -365,6 +503,8 @@ FROM _dd d WHERE {inc}._file_idx = d._file_idx AND {inc}._line = d._line""")
             inc = f"_inc_{f.sf.table}"
             read, bad = con.execute(
                 f"SELECT count(*), count(_reason) FROM {inc} WHERE _file_idx = {f.idx}").fetchall()[0]
+            if f.read is not None:
+                read = f.read
             con.execute("INSERT INTO ingest_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [ingest_id, f.sf.table, str(f.sf.path), f.sf.size, f.sha256,
                          f.sf.fmt + (".gz" if f.sf.gz else ""), f.encoding, f.columns_present,
@@ -466,17 +606,26 @@ def ingest_source(db_path: str | Path, source: str | Path, mapping_path: str | P
     try:
         con.execute("SET TimeZone = 'Asia/Tokyo'")
         con.execute(f"SET temp_directory = {lit(str(tmpdir / 'duckdb_tmp'))}")
-        run = _Run(con, mapping, forced, out, summary, tmpdir)
-        order = {t: i for i, t in enumerate(TABLE_ORDER)}
-        for sf in sorted(found.files, key=lambda f: (order[f.table], f.display)):
-            run.read_file(sf)
-        if any(f.table == "drug_master" for f in found.files):
-            run.replace_tables.add("drug_master")
-        elif _drug_master_empty(con):
-            sf = rd.SourceFile(path=SHIPPED_DRUG_MASTER, table="drug_master", fmt="csv", gz=False,
-                               display="(shipped) toolkit/data/drug_master.csv")
-            run.read_file(sf)
-        run.write(ingest_id, str(src.resolve()), started)
+        errors = list(summary.errors)
+        printed: list[str] = []
+
+        def record(line: str) -> None:
+            printed.append(line)
+            out(line)
+
+        try:
+            _ingest_once(con, mapping, forced, record, summary, tmpdir, found, ingest_id, src, started,
+                         direct=True)
+        except _Fallback:
+            # a file failed while read inside the direct-load transaction: nothing was written;
+            # redo everything staged (that file is then refused), not repeating lines already shown
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+            summary.errors[:] = errors
+            summary.warnings.clear()
+            summary.tables.clear()
+            _ingest_once(con, mapping, forced, _skip_repeated(out, printed), summary, tmpdir, found, ingest_id,
+                         src, started, direct=False)
     finally:
         con.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -485,6 +634,54 @@ def ingest_source(db_path: str | Path, source: str | Path, mapping_path: str | P
     if summary.errors:
         out(f"{len(summary.errors)} file(s) refused; the other files were loaded.")
     return summary
+
+
+def _ingest_once(con: duckdb.DuckDBPyConnection, mapping: Mapping, forced: str | None, out: Callable[[str], Any],
+                 summary: IngestSummary, tmpdir: Path, found: rd.Discovery, ingest_id: str, src: Path,
+                 started: datetime, *, direct: bool) -> None:
+    """Read every file and write the result (phases 1 and 2); ``direct``: allow direct loads."""
+    run = _Run(con, mapping, forced, out, summary, tmpdir, ingest_id)
+    order = {t: i for i, t in enumerate(TABLE_ORDER)}
+    files = sorted(found.files, key=lambda f: (order[f.table], f.display))
+    try:
+        if direct:
+            run.begin_direct(files)
+        for sf in files:
+            run.read_file(sf)
+        if any(f.table == "drug_master" for f in found.files):
+            run.replace_tables.add("drug_master")
+        elif _drug_master_empty(con):
+            sf = rd.SourceFile(path=SHIPPED_DRUG_MASTER, table="drug_master", fmt="csv", gz=False,
+                               display="(shipped) toolkit/data/drug_master.csv")
+            run.read_file(sf)
+    except BaseException:
+        if run.in_txn:
+            with contextlib.suppress(duckdb.Error):
+                con.execute("ROLLBACK")
+        raise
+    run.write(ingest_id, str(src.resolve()), started)
+
+
+def _skip_repeated(out: Callable[[str], Any], shown: list[str]) -> Callable[[str], Any]:
+    """``out`` that drops the lines of ``shown`` while they come again in the same order."""
+    pos = 0
+
+    def emit(line: str) -> None:
+        nonlocal pos
+        if pos < len(shown) and shown[pos] == line:
+            pos += 1
+            return
+        pos = len(shown)  # the first new line ends the repetition
+        out(line)
+
+    return emit
+
+
+def _table_empty(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """True if canonical ``table`` does not exist yet or holds no rows."""
+    if not table_exists(con, table):
+        return True
+    return con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {q(table)} LIMIT 1)").fetchall()[0][0] == 0
 
 
 def _remove_stale_tmpdirs() -> None:
