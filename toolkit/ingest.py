@@ -2,13 +2,22 @@
 
 Two phases:
 
-1. *Read* (no transaction, TEMP tables only): every file is read and checked set-based in SQL
-   into a TEMP table per contract table (``_inc_<table>``): parsed contract values, the row hash,
-   and for a row that breaks the contract the reason, first failing column and raw row (JSON).
-   A file that cannot be read at all is refused here (one error, nothing from it kept).
+1. *Read*: every file is read and checked set-based in SQL into a TEMP table per contract
+   table (``_inc_<table>``): parsed contract values, the row hash, and for a row that breaks the
+   contract the reason, first failing column and raw row (JSON). A file that cannot be read at
+   all is refused here (one error, nothing from it kept).
 2. *Write* (one ``BEGIN … COMMIT``): duplicate keys, upsert by key (DELETE + INSERT of changed
    keys), ``row_changes``, ``quarantine``, ``ingest_files`` and ``ingest_runs``. A failure or a kill
    leaves the database file as it was.
+
+First load (direct): a table that is empty and fed only by Parquet files is not staged. The
+transaction then opens before phase 1 and its files are read straight into the canonical table
+(bad rows are moved out to ``_inc_<table>``, the only rows kept there); duplicate keys are found
+afterwards with one GROUP BY on the table and resolved exactly as below (later rows deleted,
+conflicting ones quarantined). The other tables are staged as above, in the same transaction.
+A statement that fails inside a transaction aborts it in DuckDB, so a file that fails while read
+there makes the ingest roll back and start again staged (phase 1 outside the transaction); it is
+then refused as it would have been, and lines already printed are not printed twice.
 
 Choices: within one ingest the first row of a key wins, later rows with other content are
 quarantined (``duplicate key …``), identical ones count as unchanged. Changes are found by
