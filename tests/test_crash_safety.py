@@ -53,6 +53,42 @@ def test_killed_ingest_leaves_file_as_before(base, tmp_path, pause_at):
     assert scalar(db, "SELECT specialty FROM doctors ORDER BY doctor_id LIMIT 1") == "internal"
 
 
+@pytest.fixture(scope="module")
+def base_direct(tmp_path_factory):
+    """A database without access_log rows, and a source whose access_log is Parquet (a direct load)."""
+    import duckdb
+
+    d = tmp_path_factory.mktemp("crash-direct")
+    first = make_data(d / "first", sessions=120)
+    (first / "access_log.csv").unlink()
+    second = make_data(d / "second", sessions=120, mutate=True)
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT * FROM read_csv('{second / 'access_log.csv'}', all_varchar=true)) "
+                f"TO '{second / 'access_log.parquet'}' (FORMAT parquet)")
+    con.close()
+    (second / "access_log.csv").unlink()
+    db = d / "base.duckdb"
+    r = cli("ingest", "--db", str(db), str(first))
+    assert r.returncode == 0, r.stderr
+    assert scalar(db, "SELECT count(*) FROM access_log") == 0
+    return db, second
+
+
+@pytest.mark.parametrize("pause_at", ['after:INSERT INTO "access_log"', "before:COMMIT"])
+def test_killed_direct_first_load_leaves_file_as_before(base_direct, tmp_path, pause_at):
+    """The direct first load reads inside the write transaction: a kill there changes nothing either."""
+    db0, second = base_direct
+    db = _copy(db0, tmp_path)
+    before = db_state(db)
+    proc = start_paused(["ingest", "--db", str(db), str(second)], pause_at, tmp_path)
+    kill9(proc)
+    assert db_state(db) == before
+    r = cli("ingest", "--db", str(db), str(second))
+    assert r.returncode == 0, r.stderr
+    assert scalar(db, "SELECT count(*) FROM access_log") > 0
+    assert db_state(db)["sessions"][0] == before["sessions"][0] + 1
+
+
 def test_ingest_killed_after_commit_keeps_the_committed_ingest(base, tmp_path):
     """Committed means durable: a kill right after COMMIT (before the checkpoint) loses nothing."""
     db0, second = base
