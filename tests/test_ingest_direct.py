@@ -1,0 +1,138 @@
+"""The direct first load (Parquet into an empty table) gives exactly what the staged path gives.
+
+Each case ingests the same sources twice: as shipped (direct where it applies) and with the
+direct path switched off (every file staged in TEMP tables first). The databases must hold the
+same rows (canonical tables, quarantine, row_changes, ingest records), the summaries the same
+counts and the printed lines the same text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.ingest_helpers import SESSION_HEADER, session_row, write
+from toolkit import ingest
+from toolkit.contract import TABLE_ORDER
+
+RECORDS = {
+    "quarantine": "SELECT table_name, source_file, line_number, column_name, reason, raw_row FROM quarantine",
+    "row_changes": "SELECT table_name, row_key, change, old_hash, new_hash FROM row_changes",
+    "ingest_files": "SELECT table_name, path, file_format, columns_present, rows_read, rows_loaded, "
+                    "rows_quarantined FROM ingest_files",
+    "ingest_runs": "SELECT rows_read, rows_loaded, rows_quarantined, rows_inserted, rows_updated, rows_unchanged "
+                   "FROM ingest_runs",
+}
+
+
+def _dump(db: Path) -> dict[str, list[tuple]]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        out = {k: sorted(con.execute(sql).fetchall(), key=repr) for k, sql in RECORDS.items()}
+        for t in TABLE_ORDER:
+            out[t] = sorted(con.execute(f'SELECT * EXCLUDE (_ingest_id) FROM "{t}"').fetchall(), key=repr)
+        return out
+    finally:
+        con.close()
+
+
+def _ingest_all(db: Path, sources: list[Path], direct: bool, monkeypatch: pytest.MonkeyPatch) -> list:
+    results = []
+    with monkeypatch.context() as m:
+        if not direct:
+            m.setattr(ingest._Run, "begin_direct", lambda self, files: False)
+        calls: list[str] = []
+        orig = ingest._Run._direct_insert
+
+        def spy(self: ingest._Run, table: str, *a: object) -> int:
+            calls.append(table)
+            return orig(self, table, *a)
+
+        m.setattr(ingest._Run, "_direct_insert", spy)
+        for src in sources:
+            lines: list[str] = []
+            s = ingest.ingest_source(db, src, out=lines.append)
+            shown = [x for x in lines if not x.startswith(("ingest ingest-", "database:"))]
+            results.append((shown, s.errors, s.warnings, {k: vars(v) for k, v in s.tables.items()}))
+        results.append(sorted(set(calls)))
+    return results
+
+
+def _compare(tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch) -> list:
+    direct = _ingest_all(tmp_path / "direct.duckdb", sources, True, monkeypatch)
+    staged = _ingest_all(tmp_path / "staged.duckdb", sources, False, monkeypatch)
+    assert staged[-1] == []
+    assert direct[:-1] == staged[:-1]
+    assert _dump(tmp_path / "direct.duckdb") == _dump(tmp_path / "staged.duckdb")
+    return direct
+
+
+def _parquet(path: Path, sql: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = duckdb.connect()
+    con.execute(f"COPY ({sql}) TO '{path}' (FORMAT parquet)")
+    con.close()
+
+
+def _csv_rel(path: Path) -> str:
+    return f"SELECT * FROM read_csv('{path}', all_varchar=true, header=true)"
+
+
+def test_direct_matches_staged_with_bad_rows_and_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    csv = tmp_path / "csv"
+    sessions = [session_row(f"S{i}") for i in range(1, 9)]
+    write(csv / "sessions.csv", "\n".join([SESSION_HEADER, *sessions]) + "\n")
+    write(csv / "bad.csv", "\n".join([
+        SESSION_HEADER,
+        session_row("S20", kind="bogus 'q' ユ"),      # not an enum value
+        session_row("S21", started="not a time"),       # not a timestamp
+        session_row(""),                                # missing key
+        session_row("S3"),                              # identical duplicate (other file)
+        session_row("S4", kind="pre_consultation"),     # conflicting duplicate (other file)
+        session_row("S22"), session_row("S22"),         # identical within the file
+        session_row("S23"), session_row("S23", kind="pre_consultation"),  # conflict within the file
+    ]) + "\n")
+    write(csv / "access_log.csv", "session_id,at,event,actor,mfa\nS1,2026-04-01T09:00:00,join,doctor,1\n"
+          "S1,2026-04-01T09:15:00,weird,doctor,1\n,2026-04-01T09:16:00,join,doctor,1\n"
+          "S1,2026-04-01T09:00:00,join,doctor,1\n")
+    src = tmp_path / "src"
+    _parquet(src / "sessions" / "part-0.parquet", _csv_rel(csv / "sessions.csv"))
+    _parquet(src / "sessions" / "part-1.parquet", _csv_rel(csv / "bad.csv"))
+    _parquet(src / "access_log.parquet", _csv_rel(csv / "access_log.csv"))
+    # native types as well: a typed Parquet file for patients
+    _parquet(src / "patients.parquet", "SELECT 'P1' AS patient_id, DATE '1990-02-03' AS birth_date, 'female' AS sex "
+             "UNION ALL SELECT 'P2', NULL, 'unknown_value'")
+    # a second ingest: sessions changed (re-ingest path), care_plans new (direct again)
+    src2 = tmp_path / "src2"
+    write(csv / "s2.csv", "\n".join([SESSION_HEADER, session_row("S1", kind="pre_consultation"),
+                                     *sessions[1:], session_row("S30")]) + "\n")
+    _parquet(src2 / "sessions.parquet", _csv_rel(csv / "s2.csv"))
+    write(csv / "cp.csv", "care_plan_id,patient_id,created_at,has_content\nCP1,P1,2026-03-01T10:00:00+09:00,yes\n"
+          "CP1,P1,2026-03-01T10:00:00+09:00,yes\nCP2,P1,2026-03-02,maybe\n")
+    _parquet(src2 / "care_plans.parquet", _csv_rel(csv / "cp.csv"))
+    res = _compare(tmp_path, [src, src2, src], monkeypatch)
+    assert res[-1] == ["access_log", "care_plans", "patients", "sessions"]
+    first = res[0][3]
+    assert first["sessions"]["quarantined"] == 5 and first["sessions"]["unchanged"] == 2
+    assert first["access_log"]["quarantined"] == 2 and first["patients"]["quarantined"] == 1
+
+
+def test_file_failing_mid_read_falls_back_to_staged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Parquet file whose header reads but whose data does not: refused, output not repeated."""
+    src = tmp_path / "src"
+    _parquet(src / "doctors.parquet", "SELECT 'D1' AS doctor_id, 'I1' AS institution_id")
+    path = src / "patients.parquet"
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT 'P' || i AS patient_id, 'female' AS sex FROM range(50000) t(i)) TO '{path}' "
+                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 5000)")
+    con.close()
+    data = bytearray(path.read_bytes())
+    for i in range(len(data) * 2 // 5, len(data) * 3 // 5):
+        data[i] ^= 0x5A
+    path.write_bytes(data)
+    res = _compare(tmp_path, [src], monkeypatch)
+    shown, errors = res[0][0], res[0][1]
+    assert len(errors) == 1 and "patients.parquet" in errors[0]
+    assert len(shown) == len(set(shown))  # the doctors line is not printed twice
