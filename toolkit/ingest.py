@@ -468,6 +468,7 @@ FROM _dd WHERE _row_hash <> fh""")
                     f"quarantine z WHERE z.table_name = {lit(table)} AND {same}) ORDER BY _file_idx, _line")
 
     def _finish_counts(self, table: str, counts: TableCounts, dup_same: int, dup_diff: int) -> TableCounts:
+        """Loaded / unchanged from the other counts; print the duplicate-key notes."""
         if dup_diff:
             self.out(f"  {table}: {dup_diff} row(s) with an already-seen key and different content quarantined "
                      "(the first occurrence is loaded)")
