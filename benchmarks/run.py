@@ -377,12 +377,14 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def audit_phases(log: Path) -> dict[str, float]:
-    """Seconds since the audit started at each progress line: check tables ready, GX done, run stored."""
+    """Seconds since the audit started at each progress line: check tables ready, run store staged
+    (strata, violations, DQ), GX done, run stored."""
     out: dict[str, float] = {}
     if not log.exists():
         return out
     text = log.read_text(encoding="utf-8", errors="replace")
-    for key, pattern in (("check_tables_ready", r"views ready \(([\d.]+) s\)"),
+    for key, pattern in (("check_tables_ready", r"check tables ready \(([\d.]+) s\)"),
+                         ("run_store_staged", r"run store staged \(([\d.]+) s\)"),
                          ("gx_done", r"GX done \(([\d.]+) s\)"),
                          ("run_stored", r"violation record\(s\) in ([\d.]+) s")):
         m = re.search(pattern, text)

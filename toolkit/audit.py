@@ -4,13 +4,14 @@ Order of work (one call of :func:`run_audit`):
 
 1. decide which rules the data can evaluate (needed columns present) — the rest are
    ``not_evaluable`` with the missing columns named;
-2. create the rule views (:mod:`toolkit.rule_sql`), committed so GX's connection sees them;
-3. validate every suite in ``expectations/`` with GX's SQL data source on the DuckDB file:
-   the expectations run as SQL in DuckDB, nothing is copied to pandas;
-4. in ONE transaction append the run: ``audit_runs``, ``rule_results``, ``violations`` (ids
-   only), ``rule_results_strata``, ``dq_results``, ``attestations``. The per-stratum counts
-   are computed in the same transaction and must equal GX's counts; a rule whose counts
-   disagree, or whose expectation raised, is stored as ``error`` — never as a pass.
+2. build one check table per entity (:mod:`toolkit.rule_sql`), committed so GX's connection
+   sees them;
+3. in ONE transaction append the run: first ``rule_results_strata`` (counts per institution ×
+   doctor × month), ``violations`` (ids only) and ``dq_results``; then validate every suite in
+   ``expectations/`` with GX's SQL data source on the DuckDB file (the expectations run as SQL
+   in DuckDB, nothing is copied to pandas); then ``rule_results``, ``attestations`` and
+   ``audit_runs``, and COMMIT. GX's counts must equal the stored per-stratum counts; a rule
+   whose counts disagree, or whose expectation raised, is stored as ``error`` — never as a pass.
 """
 
 from __future__ import annotations
@@ -220,20 +221,34 @@ def run_audit(db_path: str | os.PathLike[str], rules: str | None = None, as_of: 
             results["security.tls"].message = (
                 f"{rule_sql.tls_advisory_count(con)} session(s) on TLS 1.2: allowed, but TLS 1.3 is expected "
                 "(should-level advisory)")
-        _log(progress, f"  views ready ({time.perf_counter() - t0:.1f} s); running GX suites in DuckDB")
+        _log(progress, f"  check tables ready ({time.perf_counter() - t0:.1f} s); writing strata, violations, "
+                       "data quality")
 
-        suite_files = suites.load_suite_files()
-        if not suite_files:
-            suite_files = {n: (d, "") for n, d in suites.suite_documents(cat).items()}
-        gx_counts = _gx_counts(db, {n: d for n, (d, _) in suite_files.items()}, tables, set(evaluable),
-                               progress)
-        _log(progress, f"  GX done ({time.perf_counter() - t0:.1f} s); writing the run store")
-
+        # The run is written in ONE transaction. The heavy SQL (strata, violations, DQ) runs first,
+        # before GX is imported, so DuckDB's working memory and GX's Python objects do not peak
+        # together; GX then validates the committed check tables on its own connection.
         con.execute("BEGIN TRANSACTION")
         try:
             for entity in tables:
                 mine = [rid for rid, r in evaluable.items() if r.entity == entity]
                 con.execute(rule_sql.strata_insert_sql(entity, mine), [run_id])
+            con.execute(f"""INSERT INTO violations
+                SELECT ?, rule_id, entity, entity_id, status, institution_id, doctor_id, month
+                FROM {rule_sql.CHECKS_VIEW} WHERE status <> 'passed'""", [run_id])  # view = evaluable rules only
+            n_viol = con.execute("SELECT count(*) FROM violations WHERE run_id = ?", [run_id]).fetchone()[0]
+            from toolkit.dq import run_dq_checks
+            dq_rows = run_dq_checks(con, set(avail))
+            if dq_rows:
+                con.executemany("INSERT INTO dq_results VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                [[run_id, *row] for row in dq_rows])
+            _log(progress, f"  run store staged ({time.perf_counter() - t0:.1f} s); running GX suites in DuckDB")
+
+            suite_files = suites.load_suite_files()
+            if not suite_files:
+                suite_files = {n: (d, "") for n, d in suites.suite_documents(cat).items()}
+            gx_counts = _gx_counts(db, {n: d for n, (d, _) in suite_files.items()}, tables, set(evaluable),
+                                   progress)
+            _log(progress, f"  GX done ({time.perf_counter() - t0:.1f} s); comparing counts and committing")
             stored = {row[0]: row[1:] for row in con.execute(
                 "SELECT rule_id, sum(denominator), sum(violated), sum(not_evidenced) FROM rule_results_strata "
                 "WHERE run_id = ? GROUP BY rule_id", [run_id]).fetchall()}
@@ -252,19 +267,10 @@ def run_audit(db_path: str | os.PathLike[str], rules: str | None = None, as_of: 
                                    f"(denominator={den}, violated={vio}, not_evidenced={ne})")
                 else:
                     res.status = _status(den, vio, ne)
-            con.execute(f"""INSERT INTO violations
-                SELECT ?, rule_id, entity, entity_id, status, institution_id, doctor_id, month
-                FROM {rule_sql.CHECKS_VIEW} WHERE status <> 'passed'""", [run_id])  # view = evaluable rules only
-            n_viol = con.execute("SELECT count(*) FROM violations WHERE run_id = ?", [run_id]).fetchone()[0]
             con.executemany("INSERT INTO rule_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                 [run_id, r.rule_id, r.section, r.level, r.entity, r.title_en, r.title_ja, r.status,
                  r.denominator, r.violated, r.not_evidenced, r.missing_columns, r.message]
                 for r in results.values()])
-            from toolkit.dq import run_dq_checks
-            dq_rows = run_dq_checks(con, set(avail))
-            if dq_rows:
-                con.executemany("INSERT INTO dq_results VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                [[run_id, *row] for row in dq_rows])
             con.executemany("INSERT INTO attestations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                 [run_id, a.item_id, a.section, a.title_en, a.title_ja, a.attested, a.attested_by,
                  a.attested_on, a.note] for a in attested])

@@ -120,16 +120,13 @@ WITH pl AS (
 fv AS (SELECT patient_id, min(started_at) AS first_at FROM sessions
        WHERE kind = {OC} AND is_first_visit GROUP BY patient_id),
 -- sorted by (doctor, start, id): a session overlaps a later one iff the NEXT session starts
--- before it ends, and an earlier one iff the running maximum of earlier end times passes its start
+-- before it ends, and an earlier one iff the latest end among the earlier ones passes its start
 ov AS (
   SELECT session_id,
-    coalesce(lag(max_end) OVER w > started_at, FALSE) OR coalesce(lead(started_at) OVER w < ended_at, FALSE)
-      AS overlap
-  FROM (SELECT session_id, doctor_id, started_at, ended_at,
-               max(ended_at) OVER (PARTITION BY doctor_id ORDER BY started_at, session_id
-                                   ROWS UNBOUNDED PRECEDING) AS max_end
-        FROM sessions
-        WHERE started_at IS NOT NULL AND ended_at > started_at AND doctor_id IS NOT NULL) x
+    coalesce(max(ended_at) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) > started_at, FALSE)
+      OR coalesce(lead(started_at) OVER w < ended_at, FALSE) AS overlap
+  FROM sessions
+  WHERE started_at IS NOT NULL AND ended_at > started_at AND doctor_id IS NOT NULL
   WINDOW w AS (PARTITION BY doctor_id ORDER BY started_at, session_id))
 SELECT t.*, pl.has_plan, fv.patient_id IS NOT NULL AS fv_in, fv.first_at AS fv_first_at,
   ov.session_id IS NOT NULL AS ov_in, ov.overlap

@@ -288,15 +288,17 @@ def connect(db_path: str | os.PathLike[str], *, read_only: bool = False,
 
 #: Environment variable with DuckDB's memory limit for every ocaudit connection (e.g. ``4GB``).
 MEMORY_LIMIT_ENV = "OCAUDIT_MEMORY_LIMIT"
-DEFAULT_MEMORY_LIMIT = "1536MB"
+DEFAULT_MEMORY_LIMIT = "1400MB"
 
 
 def _apply_memory_limit(con: duckdb.DuckDBPyConnection) -> None:
-    """Cap DuckDB's memory (default 1.5 GB; ``OCAUDIT_MEMORY_LIMIT`` overrides).
+    """Cap DuckDB's memory (default 1400 MB; ``OCAUDIT_MEMORY_LIMIT`` overrides).
 
     DuckDB otherwise takes up to 80 % of RAM; with a cap, large joins, sorts and temporary
     tables spill to DuckDB's temporary directory instead, so a monthly job on a shared
-    analysis machine stays within its share. Set at run time (not as connection config) so
+    analysis machine stays within its share. The process's peak RSS runs about 1.3-1.45x the cap
+    (DuckDB allocations outside its buffer pool, the allocator, Python and GX), so 1400 MB keeps
+    every stage under 2 GB at 10M sessions (benchmarks/RESULTS.md). Set at run time (not as connection config) so
     GX's connection can still join the same database instance.
     """
     limit = os.environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT).strip()
