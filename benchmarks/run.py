@@ -203,9 +203,10 @@ def limited_main(memory_limit: str, argv: list[str]) -> int:
         return con
 
     duckdb.connect = connect  # type: ignore[assignment]
-    from toolkit.cli import main as ocaudit_main
+    from toolkit import cli
 
-    return ocaudit_main(argv)
+    cli.skip_slow_optional_imports()  # as the ocaudit console script does
+    return cli.main(argv)
 
 
 def ensure_data(sessions: int, seed: int, workdir: Path, timeout: float | None) -> tuple[Path, dict, Stage]:

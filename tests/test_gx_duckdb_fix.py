@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import duckdb
 import pytest
 
@@ -50,6 +53,7 @@ def test_fixed_gx_pushes_counts_down_to_duckdb(db):
 def test_without_the_fix_the_defect_shows(db, monkeypatch):
     from great_expectations.execution_engine.sqlalchemy_execution_engine import SqlAlchemyExecutionEngine
 
+    gx_duckdb_fix.apply()  # keeps GX's original method
     monkeypatch.setattr(SqlAlchemyExecutionEngine, "execute_query", gx_duckdb_fix._original_execute_query)
     res = _validate(db)
     assert res["raised"], "GX on duckdb-engine now works unpatched: the fix may be removable"
@@ -62,3 +66,28 @@ def test_shared_config_lets_the_audit_share_the_instance(db):
         assert _validate(db)["element_count"] == 50
     finally:
         con.close()
+
+
+
+def test_preload_imports_gx_in_the_background_and_applies_the_fix():
+    code = ("import sys; from toolkit import gx_duckdb_fix as f\n"
+            "assert 'great_expectations' not in sys.modules, 'importing the fix must not import GX'\n"
+            "f.shared_connection_config()\n"
+            "assert 'great_expectations' not in sys.modules\n"
+            "t = f.preload(); assert t is not None; t.join()\n"
+            "assert f.is_applied() and f.preload() is None\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_the_ocaudit_command_skips_the_slow_iri_checker_import():
+    """``ocaudit`` marks rfc3987_syntax absent before GX loads jsonschema (1.3 s saved per command)."""
+    code = ("import sys; from toolkit import cli\n"
+            "cli.skip_slow_optional_imports()\n"
+            "import great_expectations, jsonschema\n"
+            "assert sys.modules['rfc3987_syntax'] is None\n"
+            "jsonschema.validate({'a': 1}, {'type': 'object'})\n"
+            "print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

@@ -1,5 +1,5 @@
-"""Allow ``python -m toolkit``."""
+"""Allow ``python -m toolkit`` (the same as the ``ocaudit`` command)."""
 
-from toolkit.cli import main
+from toolkit.cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())

@@ -12,6 +12,9 @@ Order of work (one call of :func:`run_audit`):
    in DuckDB, nothing is copied to pandas); then ``rule_results``, ``attestations`` and
    ``audit_runs``, and COMMIT. GX's counts must equal the stored per-stratum counts; a rule
    whose counts disagree, or whose expectation raised, is stored as ``error`` — never as a pass.
+
+GX itself is imported in a background thread from the start (:func:`toolkit.gx_duckdb_fix.preload`),
+so its ≈ 3 s import overlaps steps 1–3 instead of adding to them.
 """
 
 from __future__ import annotations
@@ -198,7 +201,9 @@ def run_audit(db_path: str | os.PathLike[str], rules: str | None = None, as_of: 
 
     from toolkit import gx_duckdb_fix
 
-    con = store.connect(db, wait_seconds=30, config=gx_duckdb_fix.shared_connection_config())
+    config = gx_duckdb_fix.shared_connection_config()
+    gx_import = gx_duckdb_fix.preload()  # GX (≈ 3 s of Python) imports while DuckDB runs the SQL below
+    con = store.connect(db, wait_seconds=30, config=config)
     try:
         store.ensure_schema(con)
         avail = available_columns(con)
@@ -246,6 +251,8 @@ def run_audit(db_path: str | os.PathLike[str], rules: str | None = None, as_of: 
             suite_files = suites.load_suite_files()
             if not suite_files:
                 suite_files = {n: (d, "") for n, d in suites.suite_documents(cat).items()}
+            if gx_import is not None:
+                gx_import.join()
             gx_counts = _gx_counts(db, {n: d for n, (d, _) in suite_files.items()}, tables, set(evaluable),
                                    progress)
             _log(progress, f"  GX done ({time.perf_counter() - t0:.1f} s); comparing counts and committing")

@@ -12,7 +12,8 @@ takes the patched path; other dialects call GX's original method unchanged. Metr
 return one aggregate row, so buffering costs nothing.
 
 Also here: GX's anonymous usage statistics are switched off before GX is imported, because
-the toolkit runs on machines without internet and must open no network connection.
+the toolkit runs on machines without internet and must open no network connection; and
+:func:`preload`, which imports GX in a background thread while the audit's SQL runs.
 
 Tested on great-expectations 1.24.1 (pinned ``>=1.24.1,<1.25`` in pyproject.toml); remove this
 module when an upstream release fixes #11579 and the pin moves past it.
@@ -20,19 +21,26 @@ module when an upstream release fixes #11579 and the pin moves past it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import threading
+from typing import Any
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
-from great_expectations.execution_engine.sqlalchemy_execution_engine import (  # noqa: E402
-    SqlAlchemyExecutionEngine,
-)
-
-_original_execute_query = SqlAlchemyExecutionEngine.execute_query
 _PATCHED_FLAG = "_ocaudit_duckdb_fix"
+_original_execute_query: Any = None  # GX's method, kept by apply()
+_apply_lock = threading.Lock()
 
 
-def _execute_query_buffered(self: SqlAlchemyExecutionEngine, query):  # type: ignore[no-untyped-def]
+def _engine_class() -> Any:
+    from great_expectations.execution_engine.sqlalchemy_execution_engine import SqlAlchemyExecutionEngine
+
+    return SqlAlchemyExecutionEngine
+
+
+def _execute_query_buffered(self, query):  # type: ignore[no-untyped-def]
     """Like GX's ``execute_query``, but fetch the rows before the DuckDB connection closes."""
     if self.dialect_name != "duckdb":
         return _original_execute_query(self, query)
@@ -42,10 +50,34 @@ def _execute_query_buffered(self: SqlAlchemyExecutionEngine, query):  # type: ig
 
 
 def apply() -> None:
-    """Install the fix (idempotent)."""
-    if not getattr(SqlAlchemyExecutionEngine, _PATCHED_FLAG, False):
-        SqlAlchemyExecutionEngine.execute_query = _execute_query_buffered  # type: ignore[method-assign]
-        setattr(SqlAlchemyExecutionEngine, _PATCHED_FLAG, True)
+    """Install the fix (idempotent). Imports GX."""
+    global _original_execute_query
+    engine = _engine_class()
+    with _apply_lock:
+        if not getattr(engine, _PATCHED_FLAG, False):
+            _original_execute_query = engine.execute_query
+            engine.execute_query = _execute_query_buffered
+            setattr(engine, _PATCHED_FLAG, True)
+
+
+def preload() -> threading.Thread | None:
+    """Start importing GX (and applying the fix) in a background thread; None if already imported.
+
+    Importing GX costs about 3 s of pure Python. DuckDB releases the GIL while it executes, so
+    the audit starts this first and joins the thread just before validating: the import then
+    overlaps the check-table SQL instead of adding to it. A failed import is not swallowed: the
+    later synchronous :func:`apply` raises it again.
+    """
+    if is_applied():
+        return None
+
+    def _import() -> None:
+        with contextlib.suppress(Exception):  # raised again by the caller's own apply()
+            apply()
+
+    thread = threading.Thread(target=_import, name="ocaudit-gx-import")
+    thread.start()
+    return thread
 
 
 def shared_connection_config() -> dict[str, str]:
@@ -65,5 +97,7 @@ def shared_connection_config() -> dict[str, str]:
 
 
 def is_applied() -> bool:
-    """True once :func:`apply` has run in this process."""
-    return bool(getattr(SqlAlchemyExecutionEngine, _PATCHED_FLAG, False))
+    """True once :func:`apply` has run in this process (never imports GX)."""
+    if "great_expectations.execution_engine.sqlalchemy_execution_engine" not in sys.modules:
+        return False
+    return bool(getattr(_engine_class(), _PATCHED_FLAG, False))

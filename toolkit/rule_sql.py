@@ -72,8 +72,9 @@ ENTITY_BASES: dict[str, EntityBase] = {
 
 #: Facts about each session drawn from other tables, built once as ONE narrow table
 #: (``_audit_session_facts``, one row per session, keyed by the session's ``rowid``), in three
-#: steps of two or three string-keyed joins each, so that few hash tables are alive at once and
-#: they carry only the columns they need; the session check table then needs a single
+#: steps of two or three joins each, so that few hash tables are alive at once and they carry
+#: only the columns they need. Per-session aggregates are grouped and joined by ``rowid`` (an
+#: integer) rather than the string ``session_id``; the session check table then needs a single
 #: integer-keyed join. (Carrying every session column through seven string-keyed
 #: hash joins spilled under the memory cap: 112 s at 10M sessions, against 18 s now.) Columns:
 #:
@@ -91,14 +92,14 @@ SESSION_FACTS_STEPS: tuple[str, ...] = (
     """
 CREATE OR REPLACE TEMP TABLE _audit_sf1 AS
 WITH acc AS (
-  SELECT a.session_id,
+  SELECT s0.rowid AS rid,
     count(*) FILTER (WHERE a.event = 'join') AS mf_n,
     count(*) FILTER (WHERE a.event = 'join' AND a.mfa IS FALSE) AS mf_false,
     count(*) FILTER (WHERE a.event = 'join' AND a.mfa IS NULL) AS mf_null,
     bool_or(a.event = 'join' AND a."at" BETWEEN s0.started_at AND s0.ended_at) AS in_join,
     bool_or(a.event = 'leave' AND a."at" BETWEEN s0.started_at AND s0.ended_at) AS in_leave
   FROM access_log a JOIN sessions s0 ON s0.session_id = a.session_id
-  WHERE a.actor = 'doctor' GROUP BY a.session_id)
+  WHERE a.actor = 'doctor' GROUP BY s0.rowid)
 SELECT s.rowid AS rid, s.session_id, s.patient_id, s.doctor_id, s.started_at, s.care_plan_id,
   s.preceded_by_session_id,
   ec.session_id IS NOT NULL AS is_ec, rxs.session_id IS NOT NULL AS has_rx,
@@ -106,34 +107,34 @@ SELECT s.rowid AS rid, s.session_id, s.patient_id, s.doctor_id, s.started_at, s.
   CASE WHEN acc.mf_false > 0 THEN FALSE WHEN acc.mf_null > 0 THEN NULL ELSE TRUE END AS all_mfa,
   coalesce(acc.in_join AND acc.in_leave, FALSE) AS al_ok
 FROM sessions s
-LEFT JOIN acc ON acc.session_id = s.session_id
+LEFT JOIN acc ON acc.rid = s.rowid
 LEFT JOIN (SELECT DISTINCT session_id FROM prescriptions) rxs ON rxs.session_id = s.session_id
 LEFT JOIN (SELECT DISTINCT session_id FROM ec_cases) ec ON ec.session_id = s.session_id""",
     # 2. the patient's care plans and first visits; the doctor's other sessions (overlap)
     f"""
 CREATE OR REPLACE TEMP TABLE _audit_sf2 AS
 WITH pl AS (
-  SELECT s2.session_id,
+  SELECT s2.rowid AS rid,
     bool_or(p2.created_at <= s2.started_at AND (p2.deleted_at IS NULL OR p2.deleted_at > s2.started_at)) AS has_plan
   FROM sessions s2 JOIN care_plans p2 ON p2.patient_id = s2.patient_id
-  WHERE s2.kind = 'online_care' GROUP BY s2.session_id),
+  WHERE s2.kind = 'online_care' GROUP BY s2.rowid),
 fv AS (SELECT patient_id, min(started_at) AS first_at FROM sessions
        WHERE kind = {OC} AND is_first_visit GROUP BY patient_id),
--- sorted by (doctor, start, id): a session overlaps a later one iff the NEXT session starts
+-- sorted by (doctor, start; rowid breaks ties, their order does not change the result): a session overlaps a later one iff the NEXT session starts
 -- before it ends, and an earlier one iff the latest end among the earlier ones passes its start
 ov AS (
-  SELECT session_id,
+  SELECT rowid AS rid,
     coalesce(max(ended_at) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) > started_at, FALSE)
       OR coalesce(lead(started_at) OVER w < ended_at, FALSE) AS overlap
   FROM sessions
   WHERE started_at IS NOT NULL AND ended_at > started_at AND doctor_id IS NOT NULL
-  WINDOW w AS (PARTITION BY doctor_id ORDER BY started_at, session_id))
+  WINDOW w AS (PARTITION BY doctor_id ORDER BY started_at, rowid))
 SELECT t.*, pl.has_plan, fv.patient_id IS NOT NULL AS fv_in, fv.first_at AS fv_first_at,
-  ov.session_id IS NOT NULL AS ov_in, ov.overlap
+  ov.rid IS NOT NULL AS ov_in, ov.overlap
 FROM _audit_sf1 t
-LEFT JOIN pl ON pl.session_id = t.session_id
+LEFT JOIN pl ON pl.rid = t.rid
 LEFT JOIN fv ON fv.patient_id = t.patient_id
-LEFT JOIN ov ON ov.session_id = t.session_id""",
+LEFT JOIN ov ON ov.rid = t.rid""",
     # 3. the preceding session (pre-consultation) and the named care plan
     """
 CREATE OR REPLACE TEMP TABLE _audit_session_facts AS
@@ -431,11 +432,11 @@ def checks_view_sql(rule_entities: dict[str, str]) -> str:
 
 def strata_insert_sql(entity: str, rule_ids: list[str]) -> str:
     """``INSERT INTO rule_results_strata`` for one entity: one GROUP BY over its check table
-    (an aggregate column per rule), unpivoted into one row per rule and stratum. The run id is
-    the single parameter."""
+    (an aggregate column per rule; ``count_if`` is cheaper than ``count(*) FILTER`` here), unpivoted
+    into one row per rule and stratum. The run id is the single parameter."""
     aggs = ",\n    ".join(
-        f'count("{column_name(r)}") AS d{k}, count(*) FILTER (WHERE "{column_name(r)}" = \'violated\') AS v{k}, '
-        f'count(*) FILTER (WHERE "{column_name(r)}" = \'not_evidenced\') AS n{k}' for k, r in enumerate(rule_ids))
+        f'count("{column_name(r)}") AS d{k}, count_if("{column_name(r)}" = \'violated\') AS v{k}, '
+        f'count_if("{column_name(r)}" = \'not_evidenced\') AS n{k}' for k, r in enumerate(rule_ids))
     rows = "\n  UNION ALL ".join(
         f"SELECT '{r}' AS rule_id, institution_id, doctor_id, month, d{k} AS d, v{k} AS v, n{k} AS n FROM g "
         f"WHERE d{k} > 0" for k, r in enumerate(rule_ids))
