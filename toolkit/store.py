@@ -296,10 +296,10 @@ def _apply_memory_limit(con: duckdb.DuckDBPyConnection) -> None:
 
     DuckDB otherwise takes up to 80 % of RAM; with a cap, large joins, sorts and temporary
     tables spill to DuckDB's temporary directory instead, so a monthly job on a shared
-    analysis machine stays within its share. The process's peak RSS runs about 1.3-1.45x the cap
+    analysis machine stays within its share. The process's peak RSS runs about 1.25-1.5x the cap
     (DuckDB allocations outside its buffer pool, the allocator, Python and GX), so 1400 MB keeps
-    every stage under 2 GB at 10M sessions (benchmarks/RESULTS.md). Set at run time (not as connection config) so
-    GX's connection can still join the same database instance.
+    every stage under 2 GB at 10M sessions (benchmarks/RESULTS.md). Set at run time (not as
+    connection config) so GX's connection can still join the same database instance.
     """
     limit = os.environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT).strip()
     if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit, flags=re.I):
