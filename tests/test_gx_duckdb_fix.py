@@ -69,25 +69,28 @@ def test_shared_config_lets_the_audit_share_the_instance(db):
 
 
 
-def test_preload_imports_gx_in_the_background_and_applies_the_fix():
-    code = ("import sys; from toolkit import gx_duckdb_fix as f\n"
-            "assert 'great_expectations' not in sys.modules, 'importing the fix must not import GX'\n"
-            "f.shared_connection_config()\n"
-            "assert 'great_expectations' not in sys.modules\n"
-            "t = f.preload(); assert t is not None; t.join()\n"
-            "assert f.is_applied() and f.preload() is None\n"
-            "print('ok')")
+
+def _in_fresh_python(code: str) -> None:
+    """Run ``code`` in a new interpreter (a clean ``sys.modules``); it must print ``ok``."""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_preload_imports_gx_in_the_background_and_applies_the_fix():
+    _in_fresh_python("import sys; from toolkit import gx_duckdb_fix as f\n"
+                     "assert 'great_expectations' not in sys.modules, 'importing the fix must not import GX'\n"
+                     "f.shared_connection_config()\n"
+                     "assert 'great_expectations' not in sys.modules\n"
+                     "t = f.preload(); assert t is not None; t.join()\n"
+                     "assert f.is_applied() and f.preload() is None\n"
+                     "print('ok')")
 
 
 def test_the_ocaudit_command_skips_the_slow_iri_checker_import():
     """``ocaudit`` marks rfc3987_syntax absent before GX loads jsonschema (1.3 s saved per command)."""
-    code = ("import sys; from toolkit import cli\n"
-            "cli.skip_slow_optional_imports()\n"
-            "import great_expectations, jsonschema\n"
-            "assert sys.modules['rfc3987_syntax'] is None\n"
-            "jsonschema.validate({'a': 1}, {'type': 'object'})\n"
-            "print('ok')")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    _in_fresh_python("import sys; from toolkit import cli\n"
+                     "cli.skip_slow_optional_imports()\n"
+                     "import great_expectations, jsonschema\n"
+                     "assert sys.modules['rfc3987_syntax'] is None\n"
+                     "jsonschema.validate({'a': 1}, {'type': 'object'})\n"
+                     "print('ok')")
