@@ -57,6 +57,7 @@ def test_runs_append_and_strata_add_up(db):
     per_rule = dict(_q(db, "SELECT rule_id, count(*) FROM violations WHERE run_id = ? GROUP BY 1", [r2.run_id]))
     for res in r2.results:
         assert per_rule.get(res.rule_id, 0) == (res.violated or 0) + (res.not_evidenced or 0)
+    assert r1.n_violations == r2.n_violations == sum(per_rule.values()) > 0
 
 
 def test_violations_hold_ids_only(db):

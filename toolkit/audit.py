@@ -230,17 +230,17 @@ def run_audit(db_path: str | os.PathLike[str], rules: str | None = None, as_of: 
                        "data quality")
 
         # The run is written in ONE transaction. The heavy SQL (strata, violations, DQ) runs first,
-        # before GX is imported, so DuckDB's working memory and GX's Python objects do not peak
+        # before GX validates, so DuckDB's working memory and GX's validation objects do not peak
         # together; GX then validates the committed check tables on its own connection.
         con.execute("BEGIN TRANSACTION")
         try:
             for entity in tables:
                 mine = [rid for rid, r in evaluable.items() if r.entity == entity]
                 con.execute(rule_sql.strata_insert_sql(entity, mine), [run_id])
-            con.execute(f"""INSERT INTO violations
+            n_viol = con.execute(f"""INSERT INTO violations
                 SELECT ?, rule_id, entity, entity_id, status, institution_id, doctor_id, month
-                FROM {rule_sql.CHECKS_VIEW} WHERE status <> 'passed'""", [run_id])  # view = evaluable rules only
-            n_viol = con.execute("SELECT count(*) FROM violations WHERE run_id = ?", [run_id]).fetchone()[0]
+                FROM {rule_sql.CHECKS_VIEW} WHERE status <> 'passed'""",  # view = evaluable rules only
+                [run_id]).fetchone()[0]  # an INSERT returns the number of rows it inserted
             from toolkit.dq import run_dq_checks
             dq_rows = run_dq_checks(con, set(avail))
             if dq_rows:

@@ -120,8 +120,9 @@ WITH pl AS (
   WHERE s2.kind = 'online_care' GROUP BY s2.rowid),
 fv AS (SELECT patient_id, min(started_at) AS first_at FROM sessions
        WHERE kind = {OC} AND is_first_visit GROUP BY patient_id),
--- sorted by (doctor, start; rowid breaks ties, their order does not change the result): a session overlaps a later one iff the NEXT session starts
--- before it ends, and an earlier one iff the latest end among the earlier ones passes its start
+-- sorted by (doctor, start): a session overlaps a later one iff the NEXT session starts before
+-- it ends, and an earlier one iff the latest end among the earlier ones passes its start
+-- (rowid only breaks ties; their order does not change the result)
 ov AS (
   SELECT rowid AS rid,
     coalesce(max(ended_at) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) > started_at, FALSE)
