@@ -67,6 +67,47 @@ def test_violations_hold_ids_only(db):
     assert cols == ["run_id", "rule_id", "entity", "entity_id", "status", "institution_id", "doctor_id", "month"]
 
 
+def test_strata_and_ids_come_back_from_the_integer_keys(tmp_path):
+    """The check tables name records by rowid and stratum key only; the run store must still carry
+    each record's own id and stratum, with one row per stratum. Covers the all-NULL stratum, which a
+    session without doctor, institution and start shares with a prescription of an unknown session."""
+    from tests.rule_cases import Case, build_db
+    from toolkit.rule_sql import ENTITY_BASES, check_table
+
+    path = tmp_path / "strata.duckdb"
+    narcotic = {"drug_code": "8119001X1000"}  # the case master's "811" prefix: a narcotic
+    first = {"consent_at": None, "is_first_visit": True}
+    build_db(path, [Case("consent.recorded", "violated", "consent missing", s=first, rx=[narcotic]),
+                    Case("consent.recorded", "violated", "no stratum", rx=[narcotic],
+                         s={**first, "doctor_id": None, "institution_id": None, "started_at": None})])
+    con = store.connect(path)
+    con.execute("INSERT INTO prescriptions (rx_id, session_id, drug_code, quantity, days_supply, dispensing) "
+                "VALUES ('R_orphan', 'S_unknown', ?, 14, 7, 'outside')", [narcotic["drug_code"]])
+    con.close()
+    run = run_audit(path, as_of=AS_OF, progress=False)
+    assert _q(path, """SELECT rule_id, institution_id, doctor_id, month, count(*) FROM rule_results_strata
+                       WHERE run_id = ? GROUP BY ALL HAVING count(*) > 1""", [run.run_id]) == []
+    # each violation carries its record's own id and stratum (prescriptions: their session's)
+    stored = set(_q(path, "SELECT entity, entity_id, institution_id, doctor_id, month FROM violations "
+                          "WHERE run_id = ? AND entity IN ('session', 'prescription')", [run.run_id]))
+    month = "strftime(timezone('Asia/Tokyo', s.started_at), '%Y-%m')"
+    expected = set(_q(path, f"""SELECT 'session', s.session_id, s.institution_id, s.doctor_id, {month} FROM sessions s
+        UNION ALL SELECT 'prescription', r.rx_id, s.institution_id, s.doctor_id, {month}
+        FROM prescriptions r LEFT JOIN sessions s ON s.session_id = r.session_id"""))
+    assert stored and stored <= expected
+    assert {e for _, e, *_ in stored} >= {"S0", "S1", "R0_0", "R1_0", "R_orphan"}
+    # the orphan line and the line of the stratum-less session share ONE all-NULL stratum
+    # (the orphan's scope is unknown, so it is not evidenced; the other line is violated)
+    assert _q(path, """SELECT doctor_id, denominator, violated, not_evidenced FROM rule_results_strata
+                       WHERE run_id = ? AND rule_id = 'rx.first_visit_narcotic_psychotropic'
+                       ORDER BY doctor_id NULLS FIRST""", [run.run_id]) == [(None, 2, 1, 1), ("D0", 1, 1, 0)]
+    # and the check tables hold no strings: ids and strata are joined back on demand
+    types = _q(path, "SELECT table_name, data_type FROM information_schema.columns WHERE table_name IN "
+                     f"({', '.join(repr(check_table(e)) for e in ENTITY_BASES)})")
+    assert {t for t, _ in types} >= {check_table("session"), check_table("prescription")}
+    assert {d for _, d in types if d != "ENUM('passed', 'violated', 'not_evidenced')"} == {"BIGINT", "UBIGINT"}
+
+
 def test_cli_writes_exact_csv_and_json(db, tmp_path, capsys):
     out_csv, out_json = tmp_path / "v.csv", tmp_path / "s.json"
     args = _parser().parse_args(["audit", "--db", str(db), "--as-of", "2026-10-15", "--quiet",
