@@ -81,31 +81,44 @@ def stratum_key(institution_id: str, doctor_id: str, month: str) -> str:
 
 #: The key of the all-NULL stratum (a prescription or EC case whose session is unknown).
 NULL_STRATUM = stratum_key("NULL", "NULL", "NULL")
-CARE_PLAN_MONTH = "strftime(timezone('Asia/Tokyo', cp.created_at), '%Y-%m')"
 
 
 @dataclass(frozen=True)
 class EntityBase:
     """Where an entity's records come from: the FROM clause of its check table, the base table and
-    id column that name a record, and the expressions of its ``rowid`` and stratum key."""
+    id column that name a record, the expression of its ``rowid``, and its stratum.
+
+    ``strata`` holds the (institution, doctor, month) expressions of an entity that has strata of
+    its own (their key is :func:`stratum_key` of them, or ``stratum_key_sql`` when the FROM already
+    computes it); ``None`` for prescriptions and EC cases, which take their session's stratum.
+    :data:`STRATA_SQL` collects every stratum from these same expressions.
+    """
 
     from_sql: str
     table: str
     id_column: str
     row_key: str
-    stratum_key: str
+    strata: tuple[str, str, str] | None = None
+    stratum_key_sql: str = ""
+
+    @property
+    def stratum_key(self) -> str:
+        """SQL of the record's stratum key."""
+        if self.stratum_key_sql or self.strata is None:
+            return self.stratum_key_sql
+        return stratum_key(*self.strata)
 
 
 ENTITY_BASES: dict[str, EntityBase] = {
-    "session": EntityBase("_audit_s s", "sessions", "session_id", "s._rid", "s._sk"),
-    "prescription": EntityBase("_audit_rx r", "prescriptions", "rx_id", "r._rid", "r._sk"),
-    "ec_case": EntityBase("_audit_ec e", "ec_cases", "session_id", "e._rid", "e._sk"),
+    "session": EntityBase("_audit_s s", "sessions", "session_id", "s._rid",
+                          ("s.institution_id", "s.doctor_id", "s.month"), "s._sk"),
+    "prescription": EntityBase("_audit_rx r", "prescriptions", "rx_id", "r._rid", None, "r._sk"),
+    "ec_case": EntityBase("_audit_ec e", "ec_cases", "session_id", "e._rid", None, "e._sk"),
     "care_plan": EntityBase("care_plans cp", "care_plans", "care_plan_id", "cp.rowid",
-                            stratum_key("NULL", "NULL", CARE_PLAN_MONTH)),
-    "doctor": EntityBase("doctors d", "doctors", "doctor_id", "d.rowid",
-                         stratum_key("d.institution_id", "d.doctor_id", "NULL")),
+                            ("NULL", "NULL", "strftime(timezone('Asia/Tokyo', cp.created_at), '%Y-%m')")),
+    "doctor": EntityBase("doctors d", "doctors", "doctor_id", "d.rowid", ("d.institution_id", "d.doctor_id", "NULL")),
     "institution": EntityBase("institutions i", "institutions", "institution_id", "i.rowid",
-                              stratum_key("i.institution_id", "NULL", "NULL")),
+                              ("i.institution_id", "NULL", "NULL")),
 }
 
 #: Facts about each session drawn from other tables, built once as ONE narrow table
@@ -411,16 +424,14 @@ LEFT JOIN patients pt ON pt.patient_id = s.patient_id""",
 }
 
 
-#: Every stratum (institution × doctor × month) any entity can have, with its key. Prescriptions
-#: and EC cases take their session's stratum, or the all-NULL one.
-STRATA_SQL = f"""
-CREATE OR REPLACE TABLE {STRATA_TABLE} AS
-SELECT _sk AS sk, institution_id, doctor_id, month FROM _audit_s
-UNION SELECT {NULL_STRATUM}, NULL, NULL, NULL
-UNION SELECT {stratum_key("NULL", "NULL", CARE_PLAN_MONTH)}, NULL, NULL, {CARE_PLAN_MONTH} FROM care_plans cp
-UNION SELECT {stratum_key("d.institution_id", "d.doctor_id", "NULL")}, d.institution_id, d.doctor_id, NULL
-      FROM doctors d
-UNION SELECT {stratum_key("i.institution_id", "NULL", "NULL")}, i.institution_id, NULL, NULL FROM institutions i"""
+#: Every stratum (institution × doctor × month) any entity can have, with its key, from the
+#: same expressions the check tables use (:data:`ENTITY_BASES`). Prescriptions and EC cases take
+#: their session's stratum, or the all-NULL one.
+STRATA_SQL = (f"CREATE OR REPLACE TABLE {STRATA_TABLE} AS\n"
+              f"SELECT {NULL_STRATUM} AS sk, NULL::VARCHAR AS institution_id, NULL::VARCHAR AS doctor_id, "
+              "NULL::VARCHAR AS month\n"
+              + "\n".join(f"UNION SELECT {b.stratum_key}, {', '.join(b.strata)} FROM {b.from_sql}"
+                          for b in ENTITY_BASES.values() if b.strata is not None))
 
 
 def column_name(rule_id: str) -> str:
@@ -473,8 +484,8 @@ def check_table_sql(entity: str, rules: dict[str, RuleSQL]) -> str:
 def _unpivot_sql(entity: str, rule_ids: list[str]) -> str:
     """One row per rule × in-scope record of an entity: (rule_id, rid, sk, status)."""
     return "\n  UNION ALL ".join(
-        f"""SELECT '{rid}' AS rule_id, rid, sk, "{column_name(rid)}" AS status FROM {check_table(entity)} """
-        f'WHERE "{column_name(rid)}" IS NOT NULL' for rid in rule_ids)
+        f"""SELECT '{rule_id}' AS rule_id, rid, sk, "{column_name(rule_id)}" AS status """
+        f'FROM {check_table(entity)} WHERE "{column_name(rule_id)}" IS NOT NULL' for rule_id in rule_ids)
 
 
 def checks_view_sql(rule_entities: dict[str, str]) -> str:
@@ -524,7 +535,9 @@ def create_check_tables(con: duckdb.DuckDBPyConnection, rules: dict[str, RuleSQL
         con.execute(sql)
     con.execute(STRATA_SQL)
     shared = con.execute(f"SELECT count(*) - count(DISTINCT sk) FROM {STRATA_TABLE}").fetchone()[0]
-    if shared:  # two different strata hashed to one key (odds about 1 in 10^10): never merge them silently
+    # two different strata under one 64-bit key (odds ≈ 2 in 10^9 for the 285,000 strata of 10M
+    # sessions) would merge their counts: stop instead
+    if shared:
         raise RuntimeError(f"{shared} strata share a stratum key in {STRATA_TABLE}; the audit cannot tell them "
                            "apart. Please report this to the ocaudit maintainers.")
     con.execute("DROP TABLE IF EXISTS _audit_session_facts")
