@@ -68,8 +68,6 @@ def test_shared_config_lets_the_audit_share_the_instance(db):
         con.close()
 
 
-
-
 def _in_fresh_python(code: str) -> None:
     """Run ``code`` in a new interpreter (a clean ``sys.modules``); it must print ``ok``."""
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -35,7 +35,7 @@ def test_japan_time_equals_the_time_zone_lookup() -> None:
 def test_a_shared_stratum_key_stops_the_audit(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Two strata under one key would merge their counts: the audit refuses instead of storing that."""
     path = tmp_path / "cases.duckdb"
-    build_db(path, [Case("consent.recorded", "passed", "a", ), Case("consent.recorded", "passed", "b")])
+    build_db(path, [Case("consent.recorded", "passed", "a"), Case("consent.recorded", "passed", "b")])
     clash = (f"CREATE OR REPLACE TABLE {rule_sql.STRATA_TABLE} AS SELECT 1::UBIGINT AS sk, institution_id, "
              "doctor_id, NULL::VARCHAR AS month FROM doctors")
     monkeypatch.setattr(rule_sql, "STRATA_SQL", clash)

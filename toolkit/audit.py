@@ -14,7 +14,8 @@ Order of work (one call of :func:`run_audit`):
    whose counts disagree, or whose expectation raised, is stored as ``error`` — never as a pass.
 
 GX itself is imported in a background thread from the start (:func:`toolkit.gx_duckdb_fix.preload`),
-so its ≈ 3 s import overlaps steps 1–3 instead of adding to them.
+so its ≈ 3 s import overlaps steps 1–3 instead of adding to them (it competes with DuckDB for
+the two cores meanwhile; see :func:`~toolkit.gx_duckdb_fix.preload`).
 """
 
 from __future__ import annotations

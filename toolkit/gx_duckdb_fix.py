@@ -65,8 +65,10 @@ def preload() -> threading.Thread | None:
 
     Importing GX costs about 3 s of pure Python. DuckDB releases the GIL while it executes, so
     the audit starts this first and joins the thread just before validating: the import then
-    overlaps the check-table SQL instead of adding to it. A failed import is not swallowed: the
-    later synchronous :func:`apply` raises it again.
+    overlaps the check-table SQL instead of adding to it (0.1M sessions: −3 s). At 10M the
+    overlap is not free: the first facts step slowed by ≈ 2 s while the thread ran, against ≈ 4 s
+    saved later (benchmarks/RESULTS.md). A failed import is not swallowed: the later synchronous
+    :func:`apply` raises it again.
     """
     if is_applied():
         return None
