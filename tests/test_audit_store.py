@@ -163,3 +163,19 @@ def test_attestation_rejects_unknown_items(tmp_path):
 def test_missing_database_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="no such database"):
         run_audit(tmp_path / "nope.duckdb", progress=False)
+
+
+def test_connections_cap_memory_and_keep_as_many_blocks_mapped(tmp_path, monkeypatch):
+    """OCAUDIT_MEMORY_LIMIT caps DuckDB, and its block allocator keeps at most that much mapped."""
+    monkeypatch.setenv(store.MEMORY_LIMIT_ENV, "900MB")
+    con = store.connect(tmp_path / "x.duckdb")
+    try:
+        limit, blocks = con.execute("SELECT current_setting('memory_limit'), "
+                                    "current_setting('block_allocator_memory')").fetchone()
+    finally:
+        con.close()
+    assert limit == blocks
+    assert limit.startswith("858") and "MiB" in limit  # 900 MB
+    monkeypatch.setenv(store.MEMORY_LIMIT_ENV, "lots")
+    with pytest.raises(UserError, match="OCAUDIT_MEMORY_LIMIT='lots'"):
+        store.connect(tmp_path / "y.duckdb")

@@ -41,3 +41,58 @@ def test_a_shared_stratum_key_stops_the_audit(tmp_path, monkeypatch) -> None:  #
     monkeypatch.setattr(rule_sql, "STRATA_SQL", clash)
     with pytest.raises(RuntimeError, match="share a stratum key"):
         run_audit(path, as_of=dt.date(2026, 10, 15), progress=False)
+
+
+def _cases_db(tmp_path):  # type: ignore[no-untyped-def]
+    path = tmp_path / "cases.duckdb"
+    build_db(path, [Case("consent.recorded", "passed", "a"),
+                    Case("care_plan.exists", "violated", "b", plan={"patient_id": "SOMEONE_ELSE"}),
+                    Case("security.mfa", "out", "c", access=[])])
+    return path
+
+
+def test_session_facts_are_one_row_of_booleans_per_session(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The facts compare with the session's own columns where they are built: no ids or times
+    travel into the session check table's join (that is what keeps it small at 10M sessions)."""
+    con = duckdb.connect(str(_cases_db(tmp_path)))
+    for sql in rule_sql.BASE_VIEWS.values():
+        con.execute(sql)
+    for sql in rule_sql.SESSION_FACTS_STEPS:
+        con.execute(sql)
+    types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                             "WHERE table_name = '_audit_session_facts'").fetchall())
+    assert types.pop("rid") == "BIGINT"
+    assert len(types) >= 15 and set(types.values()) == {"BOOLEAN"}, types
+    n_sessions = con.execute("SELECT count(*) FROM sessions").fetchone()[0]
+    assert con.execute("SELECT count(*), count(DISTINCT rid) FROM _audit_session_facts").fetchone() \
+        == (n_sessions, n_sessions)
+    # the plan of another patient: exists, but not the session's patient's
+    assert con.execute("SELECT cp_in, cp_same_patient FROM _audit_session_facts f JOIN sessions s ON s.rowid = f.rid "
+                       "WHERE s.session_id = 'S1'").fetchone() == (True, False)
+    for sql in rule_sql.SESSION_FACTS_CLEANUP:
+        con.execute(sql)
+    assert not con.execute("SELECT table_name FROM information_schema.tables "
+                           "WHERE table_name LIKE '_audit_s%f%'").fetchall()
+
+
+def test_check_tables_restore_the_compression_setting(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Bitpacking is left out only while the check tables are written, also when writing fails."""
+    con = duckdb.connect(str(_cases_db(tmp_path)))
+    con.execute("SET disabled_compression_methods = 'roaring'")
+
+    def setting() -> str:
+        return con.execute("SELECT lower(current_setting('disabled_compression_methods'))").fetchone()[0]
+    rules = {k: v for k, v in rule_sql.rules_sql(dt.date(2026, 10, 15)).items() if k.startswith("consent.")}
+    assert rule_sql.create_check_tables(con, rules) == {"session": rule_sql.check_table("session")}
+    assert setting() == "roaring"
+
+    seen = []
+
+    def failing(entity, rules):  # type: ignore[no-untyped-def]
+        seen.append(setting())
+        raise duckdb.IOException("disk full")
+    monkeypatch.setattr(rule_sql, "check_table_sql", failing)
+    with pytest.raises(duckdb.IOException):
+        rule_sql.create_check_tables(con, rules)
+    assert [set(s.split(",")) for s in seen] == [{"roaring", "bitpacking"}]
+    assert setting() == "roaring"

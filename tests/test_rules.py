@@ -120,6 +120,8 @@ CASES: list[Case] = [
     C("care_plan.exists", "not_evidenced", "no plan linked", s={"care_plan_id": None}),
     C("care_plan.exists", "violated", "plan id names no plan", s={"care_plan_id": "NO_SUCH_PLAN"}),
     C("care_plan.exists", "violated", "plan of another patient", plan={"patient_id": "SOMEONE_ELSE"}),
+    C("care_plan.exists", "not_evidenced", "plan's patient unknown", plan={"patient_id": None}),
+    C("care_plan.exists", "not_evidenced", "session start unknown", s={"started_at": None}),
     C("care_plan.exists", "out", "first visit", s=FV),
     C("care_plan.exists", "out", "referral exempt", s={**REF, "care_plan_id": None}),
     # care_plan.complete
@@ -153,6 +155,10 @@ CASES: list[Case] = [
       extra_sessions=[{"suffix": "fv", "is_first_visit": True, "care_plan_id": None,
                        "started_at": "2026-03-01 10:00:00+09", "ended_at": "2026-03-01 10:10:00+09"}]),
     C("care_plan.after_first_visit", "out", "first visit was in person (no online first visit)", plan=None),
+    C("care_plan.after_first_visit", "not_evidenced", "start unknown: after the first visit? plan in time?",
+      s={"started_at": None},
+      extra_sessions=[{"suffix": "fv", "is_first_visit": True, "care_plan_id": None,
+                       "started_at": "2026-03-01 10:00:00+09", "ended_at": "2026-03-01 10:10:00+09"}]),
     # care_plan.rotation_named
     C("care_plan.rotation_named", "passed", "doctor named in plan", s={}),
     C("care_plan.rotation_named", "passed", "named among several", plan={"doctors": "DX; D{n} ;DY"}),
