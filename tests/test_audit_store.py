@@ -166,7 +166,7 @@ def test_missing_database_is_a_user_error(tmp_path):
 
 
 def test_connections_cap_memory_and_keep_as_many_blocks_mapped(tmp_path, monkeypatch):
-    """OCAUDIT_MEMORY_LIMIT caps DuckDB, and its block allocator keeps at most that much mapped."""
+    """OCAUDIT_MEMORY_LIMIT caps DuckDB; a writer's block allocator keeps at most that much mapped."""
     monkeypatch.setenv(store.MEMORY_LIMIT_ENV, "900MB")
     con = store.connect(tmp_path / "x.duckdb")
     try:
@@ -176,6 +176,11 @@ def test_connections_cap_memory_and_keep_as_many_blocks_mapped(tmp_path, monkeyp
         con.close()
     assert limit == blocks
     assert limit.startswith("858") and "MiB" in limit  # 900 MB
+    reader = store.connect(tmp_path / "x.duckdb", read_only=True)  # readers keep nothing mapped
+    try:
+        assert reader.execute("SELECT current_setting('block_allocator_memory')").fetchone()[0] == "0 bytes"
+    finally:
+        reader.close()
     monkeypatch.setenv(store.MEMORY_LIMIT_ENV, "lots")
     with pytest.raises(UserError, match="OCAUDIT_MEMORY_LIMIT='lots'"):
         store.connect(tmp_path / "y.duckdb")
