@@ -134,7 +134,8 @@ ENTITY_BASES: dict[str, EntityBase] = {
 #: three materialised steps took 21.5 s, and these two take 16.5 s in the same conditions.) Columns:
 #:
 #: * ``is_ec`` / ``has_rx``: the session has an EC case / a prescription line;
-#: * ``mf_in``, ``all_mfa``: the doctor's join events exist / all used MFA (three-valued);
+#: * ``mf_in``, ``all_mfa``: the doctor's join events exist / all used MFA (three-valued; TRUE
+#:   when there are none);
 #: * ``al_ok``: a doctor join AND a doctor leave event lie within [started_at, ended_at];
 #: * ``pc_ok``: the preceding session is the same patient's pre-consultation, ended before;
 #: * ``cp_in``: the named care plan exists; ``cp_same_patient``: it is the session's patient's;
@@ -145,7 +146,6 @@ ENTITY_BASES: dict[str, EntityBase] = {
 #: * ``after_first_visit``: the patient has an online first visit that started before this session;
 #: * ``ov_in``, ``overlap``: timed session with a doctor / it overlaps another of theirs.
 SESSION_FACTS_STEPS: tuple[str, ...] = (
-    "DROP VIEW IF EXISTS _audit_session_facts",
     # 1. the access log (the doctor's events), prescriptions, EC cases, the preceding session and
     #    the named care plan
     """
@@ -161,7 +161,9 @@ WITH acc AS (
   WHERE a.actor = 'doctor' GROUP BY s0.rowid)
 SELECT s.rowid AS rid,
   ec.session_id IS NOT NULL AS is_ec, rxs.session_id IS NOT NULL AS has_rx,
-  coalesce(acc.mf_in, FALSE) AS mf_in, CASE WHEN acc.rid IS NULL THEN TRUE ELSE acc.all_mfa END AS all_mfa, coalesce(acc.al_ok, FALSE) AS al_ok,
+  coalesce(acc.mf_in, FALSE) AS mf_in,
+  CASE WHEN acc.rid IS NULL THEN TRUE ELSE acc.all_mfa END AS all_mfa,
+  coalesce(acc.al_ok, FALSE) AS al_ok,
   coalesce(pc.patient_id = s.patient_id AND pc.ended_at <= s.started_at, FALSE) AS pc_ok,
   cp.care_plan_id IS NOT NULL AS cp_in, cp.patient_id = s.patient_id AS cp_same_patient,
   cp.created_at > s.started_at AS cp_late, cp.in_person_assessed_at <= cp.created_at AS cp_assessed_ok,
@@ -202,7 +204,7 @@ FROM sessions s
 LEFT JOIN pl ON pl.rid = s.rowid
 LEFT JOIN fv ON fv.patient_id = s.patient_id
 LEFT JOIN ov ON ov.rid = s.rowid""",
-    "CREATE TEMP VIEW _audit_session_facts AS SELECT * FROM _audit_sf1 JOIN _audit_sf2 USING (rid)",
+    "CREATE OR REPLACE TEMP VIEW _audit_session_facts AS SELECT * FROM _audit_sf1 JOIN _audit_sf2 USING (rid)",
 )
 
 #: Dropped when the check tables are built (TEMP objects: frees their memory at once).
