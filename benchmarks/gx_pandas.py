@@ -49,9 +49,18 @@ def long_form(doc: dict) -> dict:
     """
     exps = []
     for e in doc["expectations"]:
-        kw = {k: v for k, v in e["kwargs"].items() if k not in ("column", "row_condition", "condition_parser")}
-        kw.update(column="status", row_condition={"type": "comparison", "column": {"name": "rule_id"},
-                                                  "operator": "==", "parameter": e["meta"]["rule_id"]})
+        kw = {
+            k: v for k, v in e["kwargs"].items() if k not in ("column", "row_condition", "condition_parser")
+        }
+        kw.update(
+            column="status",
+            row_condition={
+                "type": "comparison",
+                "column": {"name": "rule_id"},
+                "operator": "==",
+                "parameter": e["meta"]["rule_id"],
+            },
+        )
         exps.append({**e, "kwargs": kw, "meta": {**e["meta"], "table": LONG_VIEW}})
     return {**doc, "expectations": exps}
 
@@ -69,7 +78,7 @@ def pandas_expectation(exp: dict) -> dict:
     if cond:
         if not (isinstance(cond, dict) and cond.get("type") == "comparison" and cond.get("operator") == "=="):
             raise ValueError(f"unsupported row condition {cond!r}")
-        kw["row_condition"] = f'{cond["column"]["name"]} == {json.dumps(cond["parameter"])}'
+        kw["row_condition"] = f"{cond['column']['name']} == {json.dumps(cond['parameter'])}"
         kw["condition_parser"] = "pandas"
     return {**exp, "kwargs": kw}
 
@@ -95,17 +104,22 @@ def validate(frames: dict[str, Any], docs: dict[str, dict]) -> tuple[dict[str, d
     ctx.enable_analytics(False)
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     source = ctx.data_sources.add_pandas(name="copied")
-    batch_defs = {rel: source.add_dataframe_asset(name=rel).add_batch_definition_whole_dataframe("all")
-                  for rel in frames}
+    batch_defs = {
+        rel: source.add_dataframe_asset(name=rel).add_batch_definition_whole_dataframe("all")
+        for rel in frames
+    }
     out: dict[str, dict[str, int]] = {}
     for name, doc in docs.items():
         for rel, df in frames.items():
             exps = [pandas_expectation(e) for e in doc["expectations"] if _table_of(e) == rel]
             if not exps:
                 continue
-            suite = ctx.suites.add(gx.ExpectationSuite(name=f"{name}.{rel}", expectations=exps, meta=doc.get("meta")))
-            vd = ctx.validation_definitions.add(gx.ValidationDefinition(name=f"vd_{name}.{rel}",
-                                                                        data=batch_defs[rel], suite=suite))
+            suite = ctx.suites.add(
+                gx.ExpectationSuite(name=f"{name}.{rel}", expectations=exps, meta=doc.get("meta"))
+            )
+            vd = ctx.validation_definitions.add(
+                gx.ValidationDefinition(name=f"vd_{name}.{rel}", data=batch_defs[rel], suite=suite)
+            )
             res = vd.run(batch_parameters={"dataframe": df}, result_format="BASIC")
             for er in res.results:
                 meta = er.expectation_config.meta
@@ -115,7 +129,9 @@ def validate(frames: dict[str, Any], docs: dict[str, dict]) -> tuple[dict[str, d
                     slot["error"] = 1
                     continue
                 # wide tables: NULL status = not in scope (GX's missing count)
-                slot["denominator"] = int(result["element_count"] or 0) - int(result.get("missing_count") or 0)
+                slot["denominator"] = int(result["element_count"] or 0) - int(
+                    result.get("missing_count") or 0
+                )
                 key = "violated" if meta["check"] == "no_violation" else "not_evidenced"
                 slot[key] = int(result.get("unexpected_count") or 0)
     return out, time.perf_counter() - t0
@@ -126,10 +142,14 @@ def compare(gx_counts: dict[str, dict[str, int]], db: str, run_id: str | None) -
     con = duckdb.connect(db, read_only=True)
     try:
         if run_id in (None, "latest"):
-            run_id = con.execute("SELECT run_id FROM audit_runs ORDER BY started_at DESC LIMIT 1").fetchone()[0]
-        rows = con.execute("SELECT rule_id, denominator, violated, not_evidenced FROM rule_results "
-                           "WHERE run_id = ? AND status IN ('passed', 'failed', 'not_applicable')",
-                           [run_id]).fetchall()
+            run_id = con.execute("SELECT run_id FROM audit_runs ORDER BY started_at DESC LIMIT 1").fetchone()[
+                0
+            ]
+        rows = con.execute(
+            "SELECT rule_id, denominator, violated, not_evidenced FROM rule_results "
+            "WHERE run_id = ? AND status IN ('passed', 'failed', 'not_applicable')",
+            [run_id],
+        ).fetchall()
     finally:
         con.close()
     problems = []
@@ -148,21 +168,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--db", required=True)
     ap.add_argument("--check-run", default="latest", help="audit run id to compare with (default latest)")
     ap.add_argument("--json", help="write timings and counts here")
-    ap.add_argument("--form", choices=("long", "wide", "suites"), default="suites",
-                    help="records to copy: long = the _audit_rule_checks view (rule, id, status rows); "
-                         "wide = the per-entity check tables; suites = whatever the suite files name (default)")
+    ap.add_argument(
+        "--form",
+        choices=("long", "wide", "suites"),
+        default="suites",
+        help="records to copy: long = the _audit_rule_checks view (rule, id, status rows); "
+        "wide = the per-entity check tables; suites = whatever the suite files name (default)",
+    )
     args = ap.parse_args(argv)
     docs = {n: d for n, (d, _sha) in suites.load_suite_files().items()}
     if args.form == "long":
         docs = {n: long_form(d) for n, d in docs.items()}
-    elif args.form == "wide" and any(_table_of(e) == LONG_VIEW for d in docs.values() for e in d["expectations"]):
+    elif args.form == "wide" and any(
+        _table_of(e) == LONG_VIEW for d in docs.values() for e in d["expectations"]
+    ):
         raise SystemExit("gx_pandas: the suite files are of the long form; there are no wide check tables")
     relations = sorted({_table_of(e) for d in docs.values() for e in d["expectations"]})
     frames, copy_s = copy_out(args.db, relations)
     rows = sum(len(f) for f in frames.values())
     mem = sum(int(f.memory_usage(deep=True).sum()) for f in frames.values())
-    print(f"copy: {rows} rows of {', '.join(relations)} → pandas in {copy_s:.2f} s ({mem / 2**20:.0f} MiB)",
-          flush=True)
+    print(
+        f"copy: {rows} rows of {', '.join(relations)} → pandas in {copy_s:.2f} s ({mem / 2**20:.0f} MiB)",
+        flush=True,
+    )
     counts, val_s = validate(frames, docs)
     print(f"GX pandas validation: {len(counts)} rules in {val_s:.2f} s")
     problems = compare(counts, args.db, args.check_run)
@@ -170,9 +198,22 @@ def main(argv: list[str] | None = None) -> int:
     for p in problems:
         print("  " + p)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "form": args.form, "copy_seconds": copy_s, "validate_seconds": val_s, "rows": rows, "frame_bytes": mem,
-            "relations": relations, "problems": problems, "counts": counts}, indent=2), encoding="utf-8")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "form": args.form,
+                    "copy_seconds": copy_s,
+                    "validate_seconds": val_s,
+                    "rows": rows,
+                    "frame_bytes": mem,
+                    "relations": relations,
+                    "problems": problems,
+                    "counts": counts,
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
     return 1 if problems else 0
 
 

@@ -49,13 +49,27 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 GNU_TIME = "/usr/bin/time"
 ALL_STAGES = ("ingest", "audit", "report", "survey")
-CONTRACT_TABLES = ("institutions", "doctors", "patients", "sessions", "prescriptions", "drug_master",
-                   "care_plans", "ec_cases", "access_log")
+CONTRACT_TABLES = (
+    "institutions",
+    "doctors",
+    "patients",
+    "sessions",
+    "prescriptions",
+    "drug_master",
+    "care_plans",
+    "ec_cases",
+    "access_log",
+)
 
 #: issue 6 targets (at 10M sessions on the benchmark machine; the GX-pandas one at 1M)
 TARGETS = {
-    "audit_seconds": 60.0, "audit_over_single_pass": 3.0, "ingest_over_bare_load": 2.0,
-    "report_seconds": 30.0, "survey_seconds": 30.0, "peak_rss_mib": 2048.0, "gx_pandas_speedup": 10.0,
+    "audit_seconds": 60.0,
+    "audit_over_single_pass": 3.0,
+    "ingest_over_bare_load": 2.0,
+    "report_seconds": 30.0,
+    "survey_seconds": 30.0,
+    "peak_rss_mib": 2048.0,
+    "gx_pandas_speedup": 10.0,
 }
 
 
@@ -96,11 +110,14 @@ class Stage:
         ok = self.ok_runs
         rss = [r.peak_rss_mib for r in self.runs if r.peak_rss_mib is not None]
         return {
-            "command": " ".join(self.command), "runs": [asdict(r) for r in self.runs],
+            "command": " ".join(self.command),
+            "runs": [asdict(r) for r in self.runs],
             "median_seconds": self.median(),
             "min_seconds": min((r.seconds for r in ok), default=None),
             "max_seconds": max((r.seconds for r in ok), default=None),
-            "peak_rss_mib": max(rss, default=None), "note": self.note, **self.extra,
+            "peak_rss_mib": max(rss, default=None),
+            "note": self.note,
+            **self.extra,
         }
 
 
@@ -165,7 +182,7 @@ def _gnu_time_figures(path: Path) -> tuple[float | None, float | None]:
     m = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text)
     if m:
         parts = [float(p) for p in m.group(1).split(":")]
-        wall = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
+        wall = sum(p * 60**i for i, p in enumerate(reversed(parts)))
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", text)
     if m:
         rss = int(m.group(1)) / 1024
@@ -213,8 +230,18 @@ def ensure_data(sessions: int, seed: int, workdir: Path, timeout: float | None) 
     """Generated data at this scale (cached); (tables dir, generation.json, the generate 'stage')."""
     base = workdir / "data" / f"sessions-{sessions}-seed-{seed}"
     gen = base / "gen"
-    cmd = [*ocaudit_cmd(), "generate", "--sessions", str(sessions), "--seed", str(seed), "--out", str(gen),
-           "--format", "parquet"]
+    cmd = [
+        *ocaudit_cmd(),
+        "generate",
+        "--sessions",
+        str(sessions),
+        "--seed",
+        str(seed),
+        "--out",
+        str(gen),
+        "--format",
+        "parquet",
+    ]
     stage = Stage("generate", cmd)
     rc_file = base / "generate.rc"
     if not (gen / "generation.json").exists() or not rc_file.exists() or rc_file.read_text().strip() != "0":
@@ -262,8 +289,10 @@ def largest_institution(db: Path) -> str:
 
     con = duckdb.connect(str(db), read_only=True)
     try:
-        row = con.execute("SELECT institution_id FROM sessions WHERE institution_id IS NOT NULL "
-                          "GROUP BY ALL ORDER BY count(*) DESC, institution_id LIMIT 1").fetchone()
+        row = con.execute(
+            "SELECT institution_id FROM sessions WHERE institution_id IS NOT NULL "
+            "GROUP BY ALL ORDER BY count(*) DESC, institution_id LIMIT 1"
+        ).fetchone()
     finally:
         con.close()
     if row is None:
@@ -307,8 +336,11 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
         run = measure(stage.command, logs / f"{stage.name}-{i}.log", args.timeout)
         stage.runs.append(run)
         status = "TIMEOUT" if run.timed_out else ("ok" if run.returncode == 0 else f"exit {run.returncode}")
-        print(f"  {stage.name:<14} run {i + 1}/{total}: {run.seconds:8.2f} s  peak {run.peak_rss_mib or 0:7.0f} MiB  "
-              f"load {run.load_1min or 0:4.1f}  {status}", flush=True)
+        print(
+            f"  {stage.name:<14} run {i + 1}/{total}: {run.seconds:8.2f} s  peak {run.peak_rss_mib or 0:7.0f} MiB  "
+            f"load {run.load_1min or 0:4.1f}  {status}",
+            flush=True,
+        )
         return run
 
     if "ingest" in stages_wanted or not db.exists():
@@ -321,7 +353,9 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
         if "ingest" in stages_wanted:
             bare_db = runs_dir / "bare.duckdb"
             bare = stages["bare_load"] = Stage(
-                "bare_load", [sys.executable, str(Path(__file__).resolve()), "--bare-load", str(bare_db), str(tables)])
+                "bare_load",
+                [sys.executable, str(Path(__file__).resolve()), "--bare-load", str(bare_db), str(tables)],
+            )
             for i in range(k):
                 step(bare, i, bare_db)
             _fresh(bare_db)
@@ -334,32 +368,66 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
             step(aud, i)
         aud.extra = {"phases_last_run": audit_phases(logs / f"audit-{k - 1}.log")}
         sp_json = runs_dir / "single_pass.json"
-        sp = stages["single_pass"] = Stage("single_pass", [
-            sys.executable, str(HERE / "single_pass.py"), "--db", str(db), "--as-of", as_of,
-            "--check-run", "latest", "--json", str(sp_json)])
+        sp = stages["single_pass"] = Stage(
+            "single_pass",
+            [
+                sys.executable,
+                str(HERE / "single_pass.py"),
+                "--db",
+                str(db),
+                "--as-of",
+                as_of,
+                "--check-run",
+                "latest",
+                "--json",
+                str(sp_json),
+            ],
+        )
         for i in range(k):
             step(sp, i)
         if sp_json.exists():
             res = json.loads(sp_json.read_text())
-            sp.extra = {"counts_equal_audit": not res["problems"], "problems": res["problems"],
-                        "query_seconds": res["seconds"], "seconds_by_table": res["seconds_by_table"],
-                        "compared_run": res["run_id"]}
-            sp.note = ("counts identical to the audit for every rule" if not res["problems"]
-                       else f"COUNTS DIFFER from the audit: {len(res['problems'])} rule(s)")
+            sp.extra = {
+                "counts_equal_audit": not res["problems"],
+                "problems": res["problems"],
+                "query_seconds": res["seconds"],
+                "seconds_by_table": res["seconds_by_table"],
+                "compared_run": res["run_id"],
+            }
+            sp.note = (
+                "counts identical to the audit for every rule"
+                if not res["problems"]
+                else f"COUNTS DIFFER from the audit: {len(res['problems'])} rule(s)"
+            )
         if not args.skip_gx_pandas:
             for form in [f.strip() for f in args.gx_pandas_forms.split(",") if f.strip()]:
                 gx_pandas_stage(stages, form, db, runs_dir, args.gx_pandas_repeat, step)
 
     if "report" in stages_wanted:
-        rep = stages["report"] = Stage("report", [*oc, "report", "--db", str(db), "--out",
-                                                  str(runs_dir / "report.html")])
+        rep = stages["report"] = Stage(
+            "report", [*oc, "report", "--db", str(db), "--out", str(runs_dir / "report.html")]
+        )
         for i in range(k):
             step(rep, i)
 
     if "survey" in stages_wanted:
         inst = largest_institution(db)
-        sv = stages["survey"] = Stage("survey", [*oc, "survey", "ec", "--db", str(db), "--period", _period(meta),
-                                                 "--institution", inst, "--out", str(runs_dir / "survey")])
+        sv = stages["survey"] = Stage(
+            "survey",
+            [
+                *oc,
+                "survey",
+                "ec",
+                "--db",
+                str(db),
+                "--period",
+                _period(meta),
+                "--institution",
+                inst,
+                "--out",
+                str(runs_dir / "survey"),
+            ],
+        )
         sv.note = f"one institution's survey (it is per institution): {inst}, the one with most sessions"
         for i in range(k):
             if (runs_dir / "survey").exists():
@@ -367,13 +435,21 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
             step(sv, i)
 
     return {
-        "sessions": args.sessions, "seed": args.seed, "repeat": k, "as_of": as_of,
+        "sessions": args.sessions,
+        "seed": args.seed,
+        "repeat": k,
+        "as_of": as_of,
         "duckdb_memory_limit_experiment": args.duckdb_memory_limit,
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": machine(),
-        "data": {"counts": meta.get("counts"), "bytes": sum(f.stat().st_size for f in tables.iterdir()),
-                 "db_bytes": db.stat().st_size if db.exists() else None},
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "data": {
+            "counts": meta.get("counts"),
+            "bytes": sum(f.stat().st_size for f in tables.iterdir()),
+            "db_bytes": db.stat().st_size if db.exists() else None,
+        },
         "stages": {n: s.summary() for n, s in stages.items()},
-        "ratios": ratios(stages), "targets": targets(stages, args.sessions),
+        "ratios": ratios(stages),
+        "targets": targets(stages, args.sessions),
     }
 
 
@@ -384,33 +460,45 @@ def audit_phases(log: Path) -> dict[str, float]:
     if not log.exists():
         return out
     text = log.read_text(encoding="utf-8", errors="replace")
-    for key, pattern in (("check_tables_ready", r"check tables ready \(([\d.]+) s\)"),
-                         ("run_store_staged", r"run store staged \(([\d.]+) s\)"),
-                         ("gx_done", r"GX done \(([\d.]+) s\)"),
-                         ("run_stored", r"violation record\(s\) in ([\d.]+) s")):
+    for key, pattern in (
+        ("check_tables_ready", r"check tables ready \(([\d.]+) s\)"),
+        ("run_store_staged", r"run store staged \(([\d.]+) s\)"),
+        ("gx_done", r"GX done \(([\d.]+) s\)"),
+        ("run_stored", r"violation record\(s\) in ([\d.]+) s"),
+    ):
         m = re.search(pattern, text)
         if m:
             out[key] = float(m.group(1))
     return out
 
 
-def gx_pandas_stage(stages: dict[str, Stage], form: str, db: Path, runs_dir: Path, repeat: int,
-                    step: Any) -> None:
+def gx_pandas_stage(
+    stages: dict[str, Stage], form: str, db: Path, runs_dir: Path, repeat: int, step: Any
+) -> None:
     """The same GX suites on GX's pandas engine over records copied out of DuckDB (one form)."""
     out = runs_dir / f"gx_pandas_{form}.json"
-    gp = stages[f"gx_pandas_{form}"] = Stage(f"gx_pandas_{form}", [
-        sys.executable, str(HERE / "gx_pandas.py"), "--db", str(db), "--form", form, "--json", str(out)])
+    gp = stages[f"gx_pandas_{form}"] = Stage(
+        f"gx_pandas_{form}",
+        [sys.executable, str(HERE / "gx_pandas.py"), "--db", str(db), "--form", form, "--json", str(out)],
+    )
     _fresh_json(out)
     for i in range(repeat):
         step(gp, i, total=repeat)
     if out.exists():
         res = json.loads(out.read_text())
-        gp.extra = {"copy_seconds": res["copy_seconds"], "validate_seconds": res["validate_seconds"],
-                    "rows_copied": res["rows"], "frame_mib": round(res["frame_bytes"] / 2**20, 1),
-                    "counts_equal_audit": not res["problems"], "problems": res["problems"]}
-        gp.note = (f"copy {res['copy_seconds']:.1f} s + GX validation {res['validate_seconds']:.1f} s, "
-                   f"{res['rows']:,} rows ({gp.extra['frame_mib']:.0f} MiB); "
-                   + ("counts identical to the audit" if not res["problems"] else "COUNTS DIFFER"))
+        gp.extra = {
+            "copy_seconds": res["copy_seconds"],
+            "validate_seconds": res["validate_seconds"],
+            "rows_copied": res["rows"],
+            "frame_mib": round(res["frame_bytes"] / 2**20, 1),
+            "counts_equal_audit": not res["problems"],
+            "problems": res["problems"],
+        }
+        gp.note = (
+            f"copy {res['copy_seconds']:.1f} s + GX validation {res['validate_seconds']:.1f} s, "
+            f"{res['rows']:,} rows ({gp.extra['frame_mib']:.0f} MiB); "
+            + ("counts identical to the audit" if not res["problems"] else "COUNTS DIFFER")
+        )
     elif gp.runs and gp.runs[-1].returncode != 0:
         gp.note = "failed (see its log; a MemoryError means the copied records do not fit in memory)"
 
@@ -445,20 +533,36 @@ def machine() -> dict[str, Any]:
             versions[mod] = None
     git: dict[str, Any] = {}
     try:
-        git["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                                       text=True, check=False).stdout.strip()
-        git["uncommitted_toolkit_files"] = [line[3:] for line in subprocess.run(
-            ["git", "status", "--short", "toolkit", "expectations"], cwd=REPO, capture_output=True, text=True,
-            check=False).stdout.splitlines()]
+        git["commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+        ).stdout.strip()
+        git["uncommitted_toolkit_files"] = [
+            line[3:]
+            for line in subprocess.run(
+                ["git", "status", "--short", "toolkit", "expectations"],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout.splitlines()
+        ]
     except OSError:
         pass
-    return {"git": git, "nproc": os.cpu_count(), "memory_gib": mem, "cpu": cpu, "python": platform.python_version(),
-            "platform": platform.platform(), "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
-            **versions}
+    return {
+        "git": git,
+        "nproc": os.cpu_count(),
+        "memory_gib": mem,
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
+        **versions,
+    }
 
 
 def ratios(stages: dict[str, Stage]) -> dict[str, float | None]:
     """Audit ÷ single pass, ingest ÷ bare load, GX-pandas ÷ audit (speed-up)."""
+
     def med(n: str) -> float | None:
         return stages[n].median() if n in stages else None
 
@@ -476,7 +580,8 @@ def ratios(stages: dict[str, Stage]) -> dict[str, float | None]:
         out[f"gx_pandas_{form}_over_audit"] = div(gp.median(), med("audit"))
         if gp.extra:
             out[f"gx_pandas_{form}_copy_plus_validate_over_audit"] = div(
-                gp.extra["copy_seconds"] + gp.extra["validate_seconds"], med("audit"))
+                gp.extra["copy_seconds"] + gp.extra["validate_seconds"], med("audit")
+            )
     return out
 
 
@@ -492,16 +597,24 @@ def targets(stages: dict[str, Stage], sessions: int) -> dict[str, dict[str, Any]
     add("audit_seconds", stages["audit"].median() if "audit" in stages else None, TARGETS["audit_seconds"])
     add("audit_over_single_pass", r["audit_over_single_pass"], TARGETS["audit_over_single_pass"])
     add("ingest_over_bare_load", r["ingest_over_bare_load"], TARGETS["ingest_over_bare_load"])
-    add("report_seconds", stages["report"].median() if "report" in stages else None, TARGETS["report_seconds"])
-    add("survey_seconds", stages["survey"].median() if "survey" in stages else None, TARGETS["survey_seconds"])
+    add(
+        "report_seconds", stages["report"].median() if "report" in stages else None, TARGETS["report_seconds"]
+    )
+    add(
+        "survey_seconds", stages["survey"].median() if "survey" in stages else None, TARGETS["survey_seconds"]
+    )
     for name, st in stages.items():
         if name in ("generate", "ingest", "audit", "report", "survey"):
             rss = [x.peak_rss_mib for x in st.runs if x.peak_rss_mib is not None]
             add(f"peak_rss_mib.{name}", max(rss, default=None), TARGETS["peak_rss_mib"])
     for form in ("long", "wide"):
         if f"gx_pandas_{form}_over_audit" in r:
-            add(f"gx_pandas_{form}_speedup", r[f"gx_pandas_{form}_over_audit"], TARGETS["gx_pandas_speedup"],
-                higher_is_better=True)
+            add(
+                f"gx_pandas_{form}_speedup",
+                r[f"gx_pandas_{form}_over_audit"],
+                TARGETS["gx_pandas_speedup"],
+                higher_is_better=True,
+            )
     for name, v in out.items():
         at = 1_000_000 if name.startswith("gx_pandas") else 10_000_000
         v["scale_note"] = "" if sessions == at else f"target stated at {at // 1_000_000}M sessions"
@@ -515,22 +628,32 @@ def _fmt(x: float | None, spec: str = ".2f") -> str:
 def print_table(res: dict[str, Any]) -> None:
     """The readable table (what RESULTS.md quotes)."""
     m = res["machine"]
-    print(f"\nocaudit benchmarks — {res['sessions']:,} sessions (seed {res['seed']}), {res['repeat']} repeat(s), "
-          f"as of {res['as_of']}")
-    print(f"machine: {m['nproc']} CPU ({m['cpu']}), {m['memory_gib']} GiB; load average at end "
-          f"{m['load_avg_at_end']}; {res['date']}")
-    print(f"\n| {'stage':<14} | {'median s':>9} | {'min s':>9} | {'max s':>9} | {'peak RSS MiB':>12} | "
-          f"{'load':>4} | note")
+    print(
+        f"\nocaudit benchmarks — {res['sessions']:,} sessions (seed {res['seed']}), {res['repeat']} repeat(s), "
+        f"as of {res['as_of']}"
+    )
+    print(
+        f"machine: {m['nproc']} CPU ({m['cpu']}), {m['memory_gib']} GiB; load average at end "
+        f"{m['load_avg_at_end']}; {res['date']}"
+    )
+    print(
+        f"\n| {'stage':<14} | {'median s':>9} | {'min s':>9} | {'max s':>9} | {'peak RSS MiB':>12} | "
+        f"{'load':>4} | note"
+    )
     print(f"|{'-' * 16}|{'-' * 11}|{'-' * 11}|{'-' * 11}|{'-' * 14}|{'-' * 6}|------")
     for name, s in res["stages"].items():
         loads = [r["load_1min"] for r in s["runs"] if r["load_1min"] is not None]
         bad = [r for r in s["runs"] if r["timed_out"] or r["returncode"] != 0]
         note = s["note"]
         if bad:
-            note = (f"{len(bad)} run(s) failed/timed out after {max(r['seconds'] for r in bad):.0f} s; " + note).strip()
-        print(f"| {name:<14} | {_fmt(s['median_seconds']):>9} | {_fmt(s['min_seconds']):>9} | "
-              f"{_fmt(s['max_seconds']):>9} | {_fmt(s['peak_rss_mib'], '.0f'):>12} | "
-              f"{_fmt(max(loads) if loads else None, '.1f'):>4} | {note}")
+            note = (
+                f"{len(bad)} run(s) failed/timed out after {max(r['seconds'] for r in bad):.0f} s; " + note
+            ).strip()
+        print(
+            f"| {name:<14} | {_fmt(s['median_seconds']):>9} | {_fmt(s['min_seconds']):>9} | "
+            f"{_fmt(s['max_seconds']):>9} | {_fmt(s['peak_rss_mib'], '.0f'):>12} | "
+            f"{_fmt(max(loads) if loads else None, '.1f'):>4} | {note}"
+        )
     print("\nratios (medians): " + "   ".join(f"{k} {_fmt(v)}" for k, v in res["ratios"].items()))
     print("\ntargets:")
     for name, t in res["targets"].items():
@@ -545,16 +668,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, help="scale: sessions to generate")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3, help="runs per stage (median, min, max)")
-    ap.add_argument("--workdir", default=str(HERE / "work"), help="data cache and databases (default benchmarks/work)")
-    ap.add_argument("--stages", default=",".join(ALL_STAGES), help="comma-separated subset of " + ",".join(ALL_STAGES))
+    ap.add_argument(
+        "--workdir", default=str(HERE / "work"), help="data cache and databases (default benchmarks/work)"
+    )
+    ap.add_argument(
+        "--stages", default=",".join(ALL_STAGES), help="comma-separated subset of " + ",".join(ALL_STAGES)
+    )
     ap.add_argument("--skip-gx-pandas", action="store_true", help="skip the GX-on-pandas comparison")
-    ap.add_argument("--gx-pandas-repeat", type=int, default=1, help="runs of the GX-pandas comparison (default 1)")
-    ap.add_argument("--gx-pandas-forms", default="long,wide",
-                    help="records GX-pandas validates: long (_audit_rule_checks rows), wide (check tables)")
-    ap.add_argument("--timeout", type=float, help="kill a run after this many seconds (recorded as timed out)")
+    ap.add_argument(
+        "--gx-pandas-repeat", type=int, default=1, help="runs of the GX-pandas comparison (default 1)"
+    )
+    ap.add_argument(
+        "--gx-pandas-forms",
+        default="long,wide",
+        help="records GX-pandas validates: long (_audit_rule_checks rows), wide (check tables)",
+    )
+    ap.add_argument(
+        "--timeout", type=float, help="kill a run after this many seconds (recorded as timed out)"
+    )
     ap.add_argument("--json", help="write the figures here")
-    ap.add_argument("--duckdb-memory-limit", metavar="SIZE",
-                    help="experiment: run ocaudit with DuckDB's memory_limit set to SIZE (e.g. 1GB)")
+    ap.add_argument(
+        "--duckdb-memory-limit",
+        metavar="SIZE",
+        help="experiment: run ocaudit with DuckDB's memory_limit set to SIZE (e.g. 1GB)",
+    )
     ap.add_argument("--bare-load", nargs=2, metavar=("DB", "TABLES_DIR"), help=argparse.SUPPRESS)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--limited-ocaudit"]:

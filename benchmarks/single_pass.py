@@ -112,67 +112,118 @@ x AS (
 
 SESSION_RULES: list[tuple[str, str, str]] = [
     ("consent.recorded", f"kind IN {OC_OR}", "consent_at <= started_at"),
-    ("consent.explicit_wish", f"kind = {OC} OR (kind = 'online_referral' AND NOT (initiated_by = 'patient'))",
-     "wish_confirmed"),
-    ("consent.explained_first", f"kind = {OC}",
-     """CASE WHEN explained_at IS NULL THEN NULL WHEN explained_at <= consent_at THEN TRUE
+    (
+        "consent.explicit_wish",
+        f"kind = {OC} OR (kind = 'online_referral' AND NOT (initiated_by = 'patient'))",
+        "wish_confirmed",
+    ),
+    (
+        "consent.explained_first",
+        f"kind = {OC}",
+        """CASE WHEN explained_at IS NULL THEN NULL WHEN explained_at <= consent_at THEN TRUE
              WHEN is_emergency THEN TRUE WHEN is_emergency IS NULL OR consent_at IS NULL THEN NULL
-             ELSE FALSE END"""),
-    ("judgement.each_session", f"kind IN {OC_OR}",
-     """CASE WHEN feasibility IS NULL THEN NULL WHEN feasibility = 'appropriate' THEN TRUE
+             ELSE FALSE END""",
+    ),
+    (
+        "judgement.each_session",
+        f"kind IN {OC_OR}",
+        """CASE WHEN feasibility IS NULL THEN NULL WHEN feasibility = 'appropriate' THEN TRUE
              WHEN outcome IS NULL THEN NULL WHEN NOT in_person THEN FALSE
-             WHEN referred_at IS NULL THEN NULL ELSE TRUE END"""),
-    ("judgement.stop_when_insufficient", f"kind IN {OC_OR}",
-     "CASE WHEN info_sufficient IS NULL THEN NULL WHEN info_sufficient THEN TRUE ELSE in_person END"),
-    ("first_visit.unsuitable_symptom", f"kind = {OC} AND is_first_visit",
-     "CASE WHEN unsuitable_symptom IS NULL THEN NULL WHEN NOT unsuitable_symptom THEN TRUE ELSE in_person END"),
-    ("first_visit.basis", f"kind = {OC} AND is_first_visit AND care_form <> 'd_to_p_with_d' AND NOT is_ec",
-     f"""is_regular_doctor OR (prior_info_source IN {PRIOR} AND prior_info_recorded)
+             WHEN referred_at IS NULL THEN NULL ELSE TRUE END""",
+    ),
+    (
+        "judgement.stop_when_insufficient",
+        f"kind IN {OC_OR}",
+        "CASE WHEN info_sufficient IS NULL THEN NULL WHEN info_sufficient THEN TRUE ELSE in_person END",
+    ),
+    (
+        "first_visit.unsuitable_symptom",
+        f"kind = {OC} AND is_first_visit",
+        "CASE WHEN unsuitable_symptom IS NULL THEN NULL WHEN NOT unsuitable_symptom THEN TRUE ELSE in_person END",
+    ),
+    (
+        "first_visit.basis",
+        f"kind = {OC} AND is_first_visit AND care_form <> 'd_to_p_with_d' AND NOT is_ec",
+        f"""is_regular_doctor OR (prior_info_source IN {PRIOR} AND prior_info_recorded)
          OR coalesce(pc_kind = 'pre_consultation' AND pc_patient_id = patient_id AND pc_ended_at <= started_at,
-                     FALSE)"""),
-    ("first_visit.emergency_in_person", f"kind = {OC}",
-     "CASE WHEN is_emergency IS NULL THEN NULL WHEN NOT is_emergency THEN TRUE ELSE in_person END"),
-    ("care_plan.exists", f"kind = {OC} AND NOT is_first_visit",
-     """CASE WHEN care_plan_id IS NULL THEN NULL WHEN NOT cp_exists THEN FALSE
+                     FALSE)""",
+    ),
+    (
+        "first_visit.emergency_in_person",
+        f"kind = {OC}",
+        "CASE WHEN is_emergency IS NULL THEN NULL WHEN NOT is_emergency THEN TRUE ELSE in_person END",
+    ),
+    (
+        "care_plan.exists",
+        f"kind = {OC} AND NOT is_first_visit",
+        """CASE WHEN care_plan_id IS NULL THEN NULL WHEN NOT cp_exists THEN FALSE
              WHEN cp_patient_id IS NULL OR patient_id IS NULL THEN NULL WHEN cp_patient_id <> patient_id THEN FALSE
              WHEN cp_created_at IS NULL OR started_at IS NULL THEN NULL WHEN cp_created_at > started_at THEN FALSE
              WHEN care_form = 'd_to_p_with_d' THEN TRUE WHEN cp_assessed_at IS NULL THEN NULL
-             ELSE cp_assessed_at <= cp_created_at END"""),
-    ("care_plan.after_first_visit",
-     _gate("fv_exists", f"kind = {OC} AND is_first_visit IS DISTINCT FROM TRUE AND started_at > fv_first_at"),
-     "coalesce(has_plan, FALSE)"),
-    ("care_plan.rotation_named", _gate("cp_exists", f"kind = {OC}"),
-     """CASE WHEN cp_doctors IS NULL THEN NULL
+             ELSE cp_assessed_at <= cp_created_at END""",
+    ),
+    (
+        "care_plan.after_first_visit",
+        _gate(
+            "fv_exists", f"kind = {OC} AND is_first_visit IS DISTINCT FROM TRUE AND started_at > fv_first_at"
+        ),
+        "coalesce(has_plan, FALSE)",
+    ),
+    (
+        "care_plan.rotation_named",
+        _gate("cp_exists", f"kind = {OC}"),
+        """CASE WHEN cp_doctors IS NULL THEN NULL
              WHEN list_contains(list_transform(string_split(cp_doctors, ';'), lambda v: trim(v)), doctor_id) THEN TRUE
-             ELSE substitute_doctor AND substitute_consent END"""),
-    ("recording.agreed", "TRUE",
-     "CASE WHEN recording_saved IS NULL THEN NULL WHEN NOT recording_saved THEN TRUE ELSE recording_agreed END"),
-    ("identity.patient",
-     f"kind IN {OC_OR} AND ((kind = {OC} AND is_first_visit) OR patient_id_method IS DISTINCT FROM 'known_in_person')",
-     """CASE WHEN patient_id_method IS NULL THEN NULL
+             ELSE substitute_doctor AND substitute_consent END""",
+    ),
+    (
+        "recording.agreed",
+        "TRUE",
+        "CASE WHEN recording_saved IS NULL THEN NULL WHEN NOT recording_saved THEN TRUE ELSE recording_agreed END",
+    ),
+    (
+        "identity.patient",
+        f"kind IN {OC_OR} AND ((kind = {OC} AND is_first_visit) OR patient_id_method IS DISTINCT FROM 'known_in_person')",
+        """CASE WHEN patient_id_method IS NULL THEN NULL
              WHEN patient_id_method IN ('photo_id', 'two_ids', 'one_id_plus_questions') THEN TRUE
-             WHEN patient_id_method = 'none' THEN is_emergency ELSE FALSE END"""),
+             WHEN patient_id_method = 'none' THEN is_emergency ELSE FALSE END""",
+    ),
     ("identity.doctor", f"kind IN {OC_OR} AND is_first_visit", "doctor_id_shown"),
     ("identity.qualification", f"kind IN {OC_OR} AND is_first_visit", "doctor_qualification_shown"),
     ("rx.meds_confirmed", _gate("has_rx", f"kind = {OC}"), "meds_confirmed"),
-    ("exam.realtime_video", "kind IN ('online_care', 'online_referral', 'pre_consultation')", "modality = 'video'"),
-    ("exam.one_patient_at_a_time", f"kind IN {OC_OR}",
-     "CASE WHEN NOT ov_in THEN NULL ELSE NOT overlap END"),
-    ("exam.staff_consent", f"kind IN {OC_OR}",
-     "CASE WHEN staff_present IS NULL THEN NULL WHEN NOT staff_present THEN TRUE ELSE staff_consent END"),
+    (
+        "exam.realtime_video",
+        "kind IN ('online_care', 'online_referral', 'pre_consultation')",
+        "modality = 'video'",
+    ),
+    ("exam.one_patient_at_a_time", f"kind IN {OC_OR}", "CASE WHEN NOT ov_in THEN NULL ELSE NOT overlap END"),
+    (
+        "exam.staff_consent",
+        f"kind IN {OC_OR}",
+        "CASE WHEN staff_present IS NULL THEN NULL WHEN NOT staff_present THEN TRUE ELSE staff_consent END",
+    ),
     ("place.doctor_private", "TRUE", "doctor_location <> 'public' AND doctor_location_private"),
     ("place.patient_private", "TRUE", "patient_location <> 'other' AND patient_location_private"),
-    ("security.third_party", "TRUE",
-     "CASE WHEN third_party_present IS NULL THEN NULL WHEN NOT third_party_present THEN TRUE "
-     "ELSE third_party_consent END"),
+    (
+        "security.third_party",
+        "TRUE",
+        "CASE WHEN third_party_present IS NULL THEN NULL WHEN NOT third_party_present THEN TRUE "
+        "ELSE third_party_consent END",
+    ),
     ("security.institution_initiates", "platform = 'general_purpose'", "initiated_by = 'institution'"),
     ("security.tls", "tls_version IS NOT NULL", "tls_ok"),
-    ("training.doctor_online", f"kind IN {OC_OR}",
-     "CASE WHEN NOT d_exists THEN NULL ELSE online_training_on <= sdate END"),
+    (
+        "training.doctor_online",
+        f"kind IN {OC_OR}",
+        "CASE WHEN NOT d_exists THEN NULL ELSE online_training_on <= sdate END",
+    ),
     ("evidence.chart_marked_online", f"kind IN {OC_OR}", "chart_marked_online"),
     ("security.mfa", _gate("mf_exists", "TRUE"), "mf_all"),
-    ("exam.access_log", f"kind IN {OC_OR}",
-     "CASE WHEN started_at IS NULL OR ended_at IS NULL THEN NULL ELSE al_ok END"),
+    (
+        "exam.access_log",
+        f"kind IN {OC_OR}",
+        "CASE WHEN started_at IS NULL OR ended_at IS NULL THEN NULL ELSE al_ok END",
+    ),
     ("network.stable", "network_interruptions IS NOT NULL", "network_interruptions <= {network_threshold}"),
 ]
 
@@ -199,9 +250,17 @@ x AS (
   LEFT JOIN flags f ON f.drug_code = r.drug_code)"""
 
 RX_RULES: list[tuple[str, str, str]] = [
-    ("rx.first_visit_narcotic_psychotropic", f"kind = {OC} AND is_first_visit", "NOT (narcotic OR psychotropic)"),
+    (
+        "rx.first_visit_narcotic_psychotropic",
+        f"kind = {OC} AND is_first_visit",
+        "NOT (narcotic OR psychotropic)",
+    ),
     ("rx.first_visit_high_risk", f"kind = {OC} AND is_first_visit AND NOT history_known", "NOT high_risk"),
-    ("rx.first_visit_max_7_days", f"kind = {OC} AND is_first_visit AND NOT history_known", "days_supply <= 7"),
+    (
+        "rx.first_visit_max_7_days",
+        f"kind = {OC} AND is_first_visit AND NOT history_known",
+        "days_supply <= 7",
+    ),
     ("rx.misuse_signal", f"kind = {OC} AND is_first_visit", "NOT (psychotropic OR misuse)"),
 ]
 
@@ -242,12 +301,19 @@ EC_RULES: list[tuple[str, str, str]] = [
     ("ec.reason_allowed", "TRUE", "reason IN ('geographic', 'psychological')"),
     ("ec.single_tablet_outside", "n_lines >= 1", "CASE WHEN n_lines > 1 THEN FALSE ELSE single_outside END"),
     ("ec.witnessed_intake", "n_lines >= 1", "witnessed"),
-    ("ec.follow_up", "TRUE",
-     """CASE WHEN follow_up_due_on IS NULL OR sdate IS NULL THEN NULL
+    (
+        "ec.follow_up",
+        "TRUE",
+        """CASE WHEN follow_up_due_on IS NULL OR sdate IS NULL THEN NULL
              WHEN follow_up_due_on < sdate + 14 OR follow_up_due_on > sdate + 28 THEN FALSE
              WHEN {as_of} > follow_up_due_on + 14 AND follow_up_visited_on IS NULL THEN FALSE
-             ELSE TRUE END"""),
-    ("ec.assault_support", "assault_suspected", "police_or_onestop_referred AND (adult OR child_guidance_notified)"),
+             ELSE TRUE END""",
+    ),
+    (
+        "ec.assault_support",
+        "assault_suspected",
+        "police_or_onestop_referred AND (adult OR child_guidance_notified)",
+    ),
     ("ec.contraception_counselled", "TRUE", "contraception_counselled"),
 ]
 
@@ -257,12 +323,18 @@ WITH used AS (SELECT DISTINCT care_plan_id FROM sessions WHERE care_plan_id IS N
 x AS (SELECT cp.*, u.care_plan_id IS NOT NULL AS used FROM care_plans cp LEFT JOIN used u USING (care_plan_id))"""
 
 CP_RULES: list[tuple[str, str, str]] = [
-    ("care_plan.complete", _gate("used", "TRUE"),
-     "has_content AND has_schedule AND has_hours AND has_method AND has_stop_conditions AND has_cooperation "
-     "AND has_emergency_plan AND has_doctor_names AND has_security_scope"),
-    ("care_plan.retained", "CAST(timezone('Asia/Tokyo', created_at) AS DATE) <= {as_of}",
-     "deleted_at IS NULL OR CAST(timezone('Asia/Tokyo', deleted_at) AS DATE) > {as_of} "
-     "OR deleted_at >= created_at + INTERVAL 2 YEAR"),
+    (
+        "care_plan.complete",
+        _gate("used", "TRUE"),
+        "has_content AND has_schedule AND has_hours AND has_method AND has_stop_conditions AND has_cooperation "
+        "AND has_emergency_plan AND has_doctor_names AND has_security_scope",
+    ),
+    (
+        "care_plan.retained",
+        "CAST(timezone('Asia/Tokyo', created_at) AS DATE) <= {as_of}",
+        "deleted_at IS NULL OR CAST(timezone('Asia/Tokyo', deleted_at) AS DATE) > {as_of} "
+        "OR deleted_at >= created_at + INTERVAL 2 YEAR",
+    ),
 ]
 
 # ---------------------------------------------------------------- doctors, institutions
@@ -270,11 +342,16 @@ DOCTOR_BASE = """
 WITH x AS (SELECT d.institution_id AS d_inst, i.institution_id AS i_inst, i.contact_published
            FROM doctors d LEFT JOIN institutions i ON i.institution_id = d.institution_id)"""
 DOCTOR_RULES: list[tuple[str, str, str]] = [
-    ("place.doctor_affiliated", "TRUE",
-     "CASE WHEN d_inst IS NULL THEN NULL WHEN i_inst IS NULL THEN FALSE ELSE contact_published END"),
+    (
+        "place.doctor_affiliated",
+        "TRUE",
+        "CASE WHEN d_inst IS NULL THEN NULL WHEN i_inst IS NULL THEN FALSE ELSE contact_published END",
+    ),
 ]
 INSTITUTION_BASE = "WITH x AS (SELECT * FROM institutions)"
-INSTITUTION_RULES: list[tuple[str, str, str]] = [("place.compliance_published", "TRUE", "compliance_published")]
+INSTITUTION_RULES: list[tuple[str, str, str]] = [
+    ("place.compliance_published", "TRUE", "compliance_published")
+]
 
 #: base table → (CTE text ending in a relation ``x``, rules over ``x``)
 QUERIES: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
@@ -287,7 +364,9 @@ QUERIES: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
 }
 
 
-def query_sql(base: str, rules: list[tuple[str, str, str]], as_of: dt.date, network_threshold: int = 3) -> str:
+def query_sql(
+    base: str, rules: list[tuple[str, str, str]], as_of: dt.date, network_threshold: int = 3
+) -> str:
     """One aggregate over ``x``: per rule ``den_i, vio_i, ne_i`` from a status code ``st_i`` per record.
 
     ``st_i`` is NULL out of scope, 0 passed, 1 violated, 2 not evidenced (see the module docstring).
@@ -296,14 +375,25 @@ def query_sql(base: str, rules: list[tuple[str, str, str]], as_of: dt.date, netw
     proj, aggs = [], []
     for i, (_rid, scope, check) in enumerate(rules):
         s, p = f"({scope.format(**subst)})", f"({check.format(**subst)})"
-        proj.append(f"CASE WHEN {s} IS TRUE THEN (CASE WHEN {p} IS TRUE THEN 0 WHEN {p} IS FALSE THEN 1 ELSE 2 END)\n"
-                    f"    WHEN {s} IS NULL THEN (CASE WHEN {p} IS TRUE THEN 0 ELSE 2 END) END AS st_{i}")
-        aggs.append(f"count(st_{i}) AS den_{i}, count_if(st_{i} = 1) AS vio_{i}, count_if(st_{i} = 2) AS ne_{i}")
-    return (f"{base},\nsp AS (SELECT\n  " + ",\n  ".join(proj) + "\nFROM x)\nSELECT\n  "
-            + ",\n  ".join(aggs) + "\nFROM sp")
+        proj.append(
+            f"CASE WHEN {s} IS TRUE THEN (CASE WHEN {p} IS TRUE THEN 0 WHEN {p} IS FALSE THEN 1 ELSE 2 END)\n"
+            f"    WHEN {s} IS NULL THEN (CASE WHEN {p} IS TRUE THEN 0 ELSE 2 END) END AS st_{i}"
+        )
+        aggs.append(
+            f"count(st_{i}) AS den_{i}, count_if(st_{i} = 1) AS vio_{i}, count_if(st_{i} = 2) AS ne_{i}"
+        )
+    return (
+        f"{base},\nsp AS (SELECT\n  "
+        + ",\n  ".join(proj)
+        + "\nFROM x)\nSELECT\n  "
+        + ",\n  ".join(aggs)
+        + "\nFROM sp"
+    )
 
 
-def run(con: duckdb.DuckDBPyConnection, as_of: dt.date, network_threshold: int = 3) -> tuple[Counts, dict[str, float]]:
+def run(
+    con: duckdb.DuckDBPyConnection, as_of: dt.date, network_threshold: int = 3
+) -> tuple[Counts, dict[str, float]]:
     """Execute the per-table queries; rule id → (denominator, violated, not evidenced), and seconds per query."""
     counts: Counts = {}
     seconds: dict[str, float] = {}
@@ -324,8 +414,10 @@ def audit_counts(con: duckdb.DuckDBPyConnection, run_id: str | None) -> tuple[st
         if row is None:
             raise SystemExit("single_pass: the database holds no audit run to compare with")
         run_id = row[0]
-    rows = con.execute("SELECT rule_id, status, denominator, violated, not_evidenced FROM rule_results "
-                       "WHERE run_id = ?", [run_id]).fetchall()
+    rows = con.execute(
+        "SELECT rule_id, status, denominator, violated, not_evidenced FROM rule_results WHERE run_id = ?",
+        [run_id],
+    ).fetchall()
     return str(run_id), {r[0]: tuple(r[1:]) for r in rows}
 
 
@@ -340,8 +432,10 @@ def compare(ours: Counts, audit: dict[str, tuple]) -> list[str]:
         elif rid not in ours:
             problems.append(f"{rid}: no single-pass SQL")
         elif ours[rid] != (den, vio, ne):
-            problems.append(f"{rid}: single pass {ours[rid]} != audit {(den, vio, ne)} (denominator, violated, "
-                            "not evidenced)")
+            problems.append(
+                f"{rid}: single pass {ours[rid]} != audit {(den, vio, ne)} (denominator, violated, "
+                "not evidenced)"
+            )
     for rid in sorted(set(ours) - set(audit)):
         problems.append(f"{rid}: not in the audit run")
     return problems
@@ -374,17 +468,33 @@ def main(argv: list[str] | None = None) -> int:
             problems = compare(counts, audit)
     finally:
         con.close()
-    print(f"single pass: {len(counts)} rules in {query_seconds:.2f} s "
-          + "(" + ", ".join(f"{t} {s:.2f}" for t, s in seconds.items()) + ")")
+    print(
+        f"single pass: {len(counts)} rules in {query_seconds:.2f} s "
+        + "("
+        + ", ".join(f"{t} {s:.2f}" for t, s in seconds.items())
+        + ")"
+    )
     if run_id:
-        print(f"compared with audit run {run_id}: "
-              + ("identical counts for every rule" if not problems else f"{len(problems)} difference(s)"))
+        print(
+            f"compared with audit run {run_id}: "
+            + ("identical counts for every rule" if not problems else f"{len(problems)} difference(s)")
+        )
         for p in problems:
             print("  " + p)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "seconds": query_seconds, "seconds_by_table": seconds, "run_id": run_id, "problems": problems,
-            "counts": {k: list(v) for k, v in counts.items()}}, indent=2), encoding="utf-8")
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "seconds": query_seconds,
+                    "seconds_by_table": seconds,
+                    "run_id": run_id,
+                    "problems": problems,
+                    "counts": {k: list(v) for k, v in counts.items()},
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
     return 1 if problems else 0
 
 

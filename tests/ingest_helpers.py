@@ -7,14 +7,21 @@ from typing import Any
 
 import duckdb
 
-from toolkit.ingest import IngestSummary, ingest_source
+from toolkit.ingest.run import IngestSummary, ingest_source
 
-SESSION_HEADER = ("session_id,patient_id,doctor_id,institution_id,kind,care_form,started_at,ended_at,"
-                  "is_first_visit,network_interruptions")
+SESSION_HEADER = (
+    "session_id,patient_id,doctor_id,institution_id,kind,care_form,started_at,ended_at,"
+    "is_first_visit,network_interruptions"
+)
 
 
-def session_row(sid: str, kind: str = "online_care", started: str = "2026-04-01T09:00:00",
-                first: str = "true", interruptions: str = "0") -> str:
+def session_row(
+    sid: str,
+    kind: str = "online_care",
+    started: str = "2026-04-01T09:00:00",
+    first: str = "true",
+    interruptions: str = "0",
+) -> str:
     """One sessions.csv line with the columns of :data:`SESSION_HEADER`."""
     return f"{sid},P1,D1,I1,{kind},d_to_p,{started},2026-04-01T09:15:00+09:00,{first},{interruptions}"
 
@@ -26,7 +33,9 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
     return path
 
 
-def run(db: Path, source: Path, mapping: Path | None = None, encoding: str | None = None) -> tuple[IngestSummary, str]:
+def run(
+    db: Path, source: Path, mapping: Path | None = None, encoding: str | None = None
+) -> tuple[IngestSummary, str]:
     """Ingest and return the summary and everything printed."""
     lines: list[str] = []
     summary = ingest_source(db, source, mapping, encoding, out=lines.append)

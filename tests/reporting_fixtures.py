@@ -23,28 +23,97 @@ MONTHS = ["2026-07", "2026-08", "2026-09"]
 
 #: rule_id, section, level, entity, title_en, title_ja, kind of strata
 RULES = [
-    ("consent.recorded", "V-1-(1)-②-i", "must", "session", "Consent recorded before the session",
-     "同意の記録", "dated"),
-    ("judgement.each_session", "V-1-(1)-②-iii", "must", "session", "Feasibility judged each session",
-     "実施の都度の判断", "dated"),
-    ("first_visit.basis", "V-1-(2)-②-iii,iv", "must", "session", "Basis for an online first visit",
-     "初診の要件", "dated"),
-    ("exam.one_patient_at_a_time", "V-1-(6)-②-iii", "must", "session", "One patient at a time",
-     "同時に複数の患者を診察しない", "dated"),
-    ("place.compliance_published", "V-2-(1)-②-vi", "must", "institution", "Compliance published",
-     "指針遵守の公表", "institution"),
-    ("ec.witnessed_intake", "V-1-(2)-②-ix", "must", "ec_case", "Witnessed intake at the pharmacy",
-     "薬剤師の面前での内服", "ec"),
-    ("ec.follow_up", "V-1-(2)-②-ix", "must", "ec_case", "Follow-up visit 3 weeks later",
-     "約3週間後の受診", "ec"),
-    ("training.doctor_online", "V-3-(1)", "must", "session", "Doctor trained for online care",
-     "オンライン診療研修の修了", "dated"),
-    ("evidence.chart_marked_online", "V-3-(3)", "should", "session", "Chart marked as online",
-     "カルテにオンライン診療と明記", "dated"),
+    (
+        "consent.recorded",
+        "V-1-(1)-②-i",
+        "must",
+        "session",
+        "Consent recorded before the session",
+        "同意の記録",
+        "dated",
+    ),
+    (
+        "judgement.each_session",
+        "V-1-(1)-②-iii",
+        "must",
+        "session",
+        "Feasibility judged each session",
+        "実施の都度の判断",
+        "dated",
+    ),
+    (
+        "first_visit.basis",
+        "V-1-(2)-②-iii,iv",
+        "must",
+        "session",
+        "Basis for an online first visit",
+        "初診の要件",
+        "dated",
+    ),
+    (
+        "exam.one_patient_at_a_time",
+        "V-1-(6)-②-iii",
+        "must",
+        "session",
+        "One patient at a time",
+        "同時に複数の患者を診察しない",
+        "dated",
+    ),
+    (
+        "place.compliance_published",
+        "V-2-(1)-②-vi",
+        "must",
+        "institution",
+        "Compliance published",
+        "指針遵守の公表",
+        "institution",
+    ),
+    (
+        "ec.witnessed_intake",
+        "V-1-(2)-②-ix",
+        "must",
+        "ec_case",
+        "Witnessed intake at the pharmacy",
+        "薬剤師の面前での内服",
+        "ec",
+    ),
+    (
+        "ec.follow_up",
+        "V-1-(2)-②-ix",
+        "must",
+        "ec_case",
+        "Follow-up visit 3 weeks later",
+        "約3週間後の受診",
+        "ec",
+    ),
+    (
+        "training.doctor_online",
+        "V-3-(1)",
+        "must",
+        "session",
+        "Doctor trained for online care",
+        "オンライン診療研修の修了",
+        "dated",
+    ),
+    (
+        "evidence.chart_marked_online",
+        "V-3-(3)",
+        "should",
+        "session",
+        "Chart marked as online",
+        "カルテにオンライン診療と明記",
+        "dated",
+    ),
     ("network.stable", "V-2-(1)-②-iii", "should", "session", "Stable connection", "通信の安定", "dated"),
 ]
-NOT_EVALUABLE = ("security.mfa", "V-2-(5)-1-1", "should", "session", "Multi-factor authentication",
-                 "多要素認証", )
+NOT_EVALUABLE = (
+    "security.mfa",
+    "V-2-(5)-1-1",
+    "should",
+    "session",
+    "Multi-factor authentication",
+    "多要素認証",
+)
 
 
 def _strata(seed: int, worse_rule: str | None = None) -> list[tuple]:
@@ -75,14 +144,29 @@ def _strata(seed: int, worse_rule: str | None = None) -> list[tuple]:
     return rows
 
 
-def _insert_run(con, run_id: str, started: str, as_of: str, seed: int, keep_from: list[tuple] | None,
-                worse_rule: str | None = None) -> list:
+def _insert_run(
+    con,
+    run_id: str,
+    started: str,
+    as_of: str,
+    seed: int,
+    keep_from: list[tuple] | None,
+    worse_rule: str | None = None,
+) -> list:
     strata = _strata(seed, worse_rule)
-    con.execute("INSERT INTO audit_runs VALUES (?, ?, ?, ?, '0.1.0', 'sha256:abc', ['ing-1'], ?)",
-                [run_id, started, started, as_of, json.dumps({"as_of": as_of, "rules": None,
-                                                              "network_interruptions_max": 3})])
-    con.executemany("INSERT INTO rule_results_strata VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(run_id, *r) for r in strata])
+    con.execute(
+        "INSERT INTO audit_runs VALUES (?, ?, ?, ?, '0.1.0', 'sha256:abc', ['ing-1'], ?)",
+        [
+            run_id,
+            started,
+            started,
+            as_of,
+            json.dumps({"as_of": as_of, "rules": None, "network_interruptions_max": 3}),
+        ],
+    )
+    con.executemany(
+        "INSERT INTO rule_results_strata VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(run_id, *r) for r in strata]
+    )
     previous = {}
     for r in keep_from or []:
         previous.setdefault((r[1], r[5], r[6], r[7]), []).append(r)
@@ -105,36 +189,90 @@ def _insert_run(con, run_id: str, started: str, as_of: str, seed: int, keep_from
         sub = [r for r in strata if r[0] == rule_id]
         n, v, ne = (sum(r[i] for r in sub) for i in (4, 5, 6))
         status = "failed" if v + ne else "passed"
-        con.execute("INSERT INTO rule_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, [], ?)",
-                    [run_id, rule_id, section, level, entity, t_en, t_ja, status, n, v, ne, ""])
+        con.execute(
+            "INSERT INTO rule_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, [], ?)",
+            [run_id, rule_id, section, level, entity, t_en, t_ja, status, n, v, ne, ""],
+        )
     rid, section, level, entity, t_en, t_ja = NOT_EVALUABLE
-    con.execute("INSERT INTO rule_results VALUES (?, ?, ?, ?, ?, ?, ?, 'not_evaluable', 0, 0, 0, ['mfa'], ?)",
-                [run_id, rid, section, level, entity, t_en, t_ja, "access_log.mfa was not supplied"])
-    con.executemany("INSERT INTO dq_results VALUES (?, ?, ?, ?, ?, ?, ?)", [
-        (run_id, "fk.sessions.doctor_id", "sessions", "Unknown doctor id", "未登録の医師ID", 3, "3 sessions"),
-        (run_id, "quarantine.sessions", "sessions", "Quarantined rows", "隔離された行", 5, "<script>alert(2)</script> bad dates"),
-    ])
-    con.executemany("INSERT INTO attestations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-        (run_id, "place.clean_safe", "V-2-(2)-②-i", "Patient place is clean and safe",
-         "患者の所在が清潔かつ安全", True, "QA office", as_of, None),
-        (run_id, "emergency.setup", "V-1-(6)-②-v", "Emergency set-up in place", "急変時の体制",
-         None, None, None, "not answered"),
-    ])
+    con.execute(
+        "INSERT INTO rule_results VALUES (?, ?, ?, ?, ?, ?, ?, 'not_evaluable', 0, 0, 0, ['mfa'], ?)",
+        [run_id, rid, section, level, entity, t_en, t_ja, "access_log.mfa was not supplied"],
+    )
+    con.executemany(
+        "INSERT INTO dq_results VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                run_id,
+                "fk.sessions.doctor_id",
+                "sessions",
+                "Unknown doctor id",
+                "未登録の医師ID",
+                3,
+                "3 sessions",
+            ),
+            (
+                run_id,
+                "quarantine.sessions",
+                "sessions",
+                "Quarantined rows",
+                "隔離された行",
+                5,
+                "<script>alert(2)</script> bad dates",
+            ),
+        ],
+    )
+    con.executemany(
+        "INSERT INTO attestations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                run_id,
+                "place.clean_safe",
+                "V-2-(2)-②-i",
+                "Patient place is clean and safe",
+                "患者の所在が清潔かつ安全",
+                True,
+                "QA office",
+                as_of,
+                None,
+            ),
+            (
+                run_id,
+                "emergency.setup",
+                "V-1-(6)-②-v",
+                "Emergency set-up in place",
+                "急変時の体制",
+                None,
+                None,
+                None,
+                "not answered",
+            ),
+        ],
+    )
     return viol
 
 
 def _insert_sessions(con) -> None:
     """Doctor D1: four sessions on 2026-08-03 (Japan time), two of them overlapping."""
-    rows = [("S-1", "09:00", "09:15"), ("S-2", "09:10", "09:25"), ("S-3", "09:30", "09:40"),
-            ("S-4", "10:00", "10:20")]
+    rows = [
+        ("S-1", "09:00", "09:15"),
+        ("S-2", "09:10", "09:25"),
+        ("S-3", "09:30", "09:40"),
+        ("S-4", "10:00", "10:20"),
+    ]
     for sid, a, b in rows:
-        con.execute("INSERT INTO sessions (session_id, patient_id, doctor_id, institution_id, kind, started_at,"
-                    " ended_at) VALUES (?, 'P-1', 'D1', 'I1', 'online_care', ?, ?)",
-                    [sid, f"2026-08-03 {a}:00+09", f"2026-08-03 {b}:00+09"])
-    rowids = [r[0] for r in con.execute(
-        "SELECT rowid FROM violations WHERE run_id = ? AND rule_id = 'exam.one_patient_at_a_time'"
-        " AND doctor_id = 'D1' AND month = '2026-08' AND status = 'violated' ORDER BY rowid LIMIT 2",
-        [RUN2]).fetchall()]
+        con.execute(
+            "INSERT INTO sessions (session_id, patient_id, doctor_id, institution_id, kind, started_at,"
+            " ended_at) VALUES (?, 'P-1', 'D1', 'I1', 'online_care', ?, ?)",
+            [sid, f"2026-08-03 {a}:00+09", f"2026-08-03 {b}:00+09"],
+        )
+    rowids = [
+        r[0]
+        for r in con.execute(
+            "SELECT rowid FROM violations WHERE run_id = ? AND rule_id = 'exam.one_patient_at_a_time'"
+            " AND doctor_id = 'D1' AND month = '2026-08' AND status = 'violated' ORDER BY rowid LIMIT 2",
+            [RUN2],
+        ).fetchall()
+    ]
     for sid, rowid in zip(("S-1", "S-2"), rowids, strict=True):
         con.execute("UPDATE violations SET entity_id = ? WHERE rowid = ?", [sid, rowid])
 
@@ -148,8 +286,15 @@ def build_fixture_db(path: str | Path, runs: int = 2) -> Path:
         if runs >= 1:
             v1 = _insert_run(con, RUN1, "2026-09-15 03:00:00+00", "2026-09-15", seed=11, keep_from=None)
         if runs >= 2:
-            _insert_run(con, RUN2, "2026-10-15 03:00:00+00", "2026-10-15", seed=12, keep_from=v1,
-                        worse_rule="first_visit.basis")
+            _insert_run(
+                con,
+                RUN2,
+                "2026-10-15 03:00:00+00",
+                "2026-10-15",
+                seed=12,
+                keep_from=v1,
+                worse_rule="first_visit.basis",
+            )
             _insert_sessions(con)
     finally:
         con.close()
@@ -178,12 +323,14 @@ def html_rows(html: str, cls: str) -> list[dict[str, str | None]]:
 
 def element_attrs(html: str, element_id: str) -> dict[str, str | None]:
     """Attributes of the element with id ``element_id``."""
+
     class _P(HTMLParser):
         found: dict = {}
 
         def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
             if dict(attrs).get("id") == element_id:
                 type(self).found = dict(attrs)
+
     _P().feed(html)
     return _P.found
 
@@ -195,7 +342,8 @@ SAMPLE_AS_OF = "2026-10-15"
 def pipeline_available() -> str | None:
     """None when ingest and audit can run on sample_data, else the reason they cannot."""
     import importlib.util
-    for mod in ("toolkit.ingest", "toolkit.audit"):
+
+    for mod in ("toolkit.ingest.run", "toolkit.audit.run"):
         if importlib.util.find_spec(mod) is None:
             return f"{mod} is not in this checkout yet"
     if not (SAMPLE_DATA / "sessions.csv").exists():
@@ -222,7 +370,9 @@ def build_pipeline_db(path: str | Path, audits: int = 2) -> Path:
             shutil.copy(f, src / f.name)
     assert main(["ingest", "--db", str(path), str(src)]) == 0
     gen = SAMPLE_DATA / "generation.json"
-    as_of = (json.loads(gen.read_text(encoding="utf-8")).get("as_of") if gen.exists() else None) or SAMPLE_AS_OF
+    as_of = (
+        json.loads(gen.read_text(encoding="utf-8")).get("as_of") if gen.exists() else None
+    ) or SAMPLE_AS_OF
     audit = ["audit", "--db", str(path), "--as-of", as_of, "--quiet"]
     if (SAMPLE_DATA / "attestation.yaml").exists():
         audit += ["--attestation", str(SAMPLE_DATA / "attestation.yaml")]

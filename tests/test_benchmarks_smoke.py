@@ -21,9 +21,24 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_benchmark_script_runs_every_stage(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--sessions", "2000", "--repeat", "1",
-         "--skip-gx-pandas", "--workdir", str(tmp_path / "work"), "--json", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=ROOT)
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--sessions",
+            "2000",
+            "--repeat",
+            "1",
+            "--skip-gx-pandas",
+            "--workdir",
+            str(tmp_path / "work"),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads(out.read_text(encoding="utf-8"))
     stages = res["stages"]

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from toolkit import rule_sql, suites
-from toolkit.catalogue import CATALOGUE_PATH, CatalogueError, load, parse
-from toolkit.docs import DOCS_PATH, rules_markdown
+from toolkit.rules import sql as rule_sql
+from toolkit.rules import suites
+from toolkit.rules.catalogue import CATALOGUE_PATH, CatalogueError, load, parse
+from tools.docs import DOCS_PATH, rules_markdown
 
 SPEC = Path(__file__).resolve().parents[2] / "shared" / "spec" / "rules.md"
 
@@ -42,7 +43,7 @@ def test_suite_files_match_the_catalogue():
     on_disk = suites.load_suite_files()
     assert set(on_disk) == set(docs)
     for name, doc in docs.items():
-        assert on_disk[name][0] == doc, f"expectations/{name}.json is stale: run python -m toolkit.suites"
+        assert on_disk[name][0] == doc, f"expectations/{name}.json is stale: run python -m tools.suites"
     per_rule = {}
     for doc, _ in on_disk.values():
         for e in doc["expectations"]:
@@ -52,25 +53,28 @@ def test_suite_files_match_the_catalogue():
 
 
 def test_rules_doc_is_current():
-    assert DOCS_PATH.read_text(encoding="utf-8") == rules_markdown(load()), "run python -m toolkit.docs"
+    assert DOCS_PATH.read_text(encoding="utf-8") == rules_markdown(load()), "run python -m tools.docs"
 
 
 def test_readme_rule_table_is_current():
-    from toolkit.docs import README_PATH, update_readme
+    from tools.docs import README_PATH, update_readme
 
     readme = README_PATH.read_text(encoding="utf-8")
-    assert readme == update_readme(readme, load()), "run python -m toolkit.docs"
+    assert readme == update_readme(readme, load()), "run python -m tools.docs"
     assert [r.id for r in load().rules if f"`{r.id}`" not in readme] == []
 
 
-@pytest.mark.parametrize("mutate,message", [
-    (lambda d: d["rules"][0].update(levle="must"), "unknown key(s) levle; valid keys"),
-    (lambda d: d["rules"][0].update(level="could"), "level 'could' is not one of must, should"),
-    (lambda d: d["rules"][0].update(entity="visit"), "entity 'visit' is not one of"),
-    (lambda d: d["rules"][0].update(requires=["sessions.no_such"]), "not a contract table.column"),
-    (lambda d: d["rules"][1].update(id=d["rules"][0]["id"]), "duplicate rule id"),
-    (lambda d: d["rules"][0].update(suite="nope"), "suite 'nope' is not declared"),
-])
+@pytest.mark.parametrize(
+    "mutate,message",
+    [
+        (lambda d: d["rules"][0].update(levle="must"), "unknown key(s) levle; valid keys"),
+        (lambda d: d["rules"][0].update(level="could"), "level 'could' is not one of must, should"),
+        (lambda d: d["rules"][0].update(entity="visit"), "entity 'visit' is not one of"),
+        (lambda d: d["rules"][0].update(requires=["sessions.no_such"]), "not a contract table.column"),
+        (lambda d: d["rules"][1].update(id=d["rules"][0]["id"]), "duplicate rule id"),
+        (lambda d: d["rules"][0].update(suite="nope"), "suite 'nope' is not declared"),
+    ],
+)
 def test_catalogue_validation_names_the_problem(mutate, message):
     data = yaml.safe_load(CATALOGUE_PATH.read_text(encoding="utf-8"))
     mutate(data)

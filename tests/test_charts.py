@@ -9,8 +9,8 @@ import duckdb
 import pytest
 
 from tests.reporting_fixtures import RUN1, RUN2, build_fixture_db
-from toolkit import charts, stats
-from toolkit import report_data as rd
+from toolkit.report import charts, stats
+from toolkit.report import data as rd
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +61,9 @@ def test_every_chart_has_japanese_and_english_title_and_renders(con: duckdb.Duck
     for name, chart in _all_charts(con).items():
         titles = _titles(chart.to_dict())
         assert titles, name
-        assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", titles[0]) and re.search(r"[A-Za-z]{3}", titles[0]), name
+        assert re.search(r"[\u3040-\u30ff\u4e00-\u9fff]", titles[0]) and re.search(
+            r"[A-Za-z]{3}", titles[0]
+        ), name
         svg = charts.to_svg(chart)
         assert svg.startswith("<svg") and "<text" in svg, name
         assert "http://" not in svg and "https://" not in svg, name
@@ -73,7 +75,7 @@ def test_compliance_chart_data_match_frame_and_levels_apart(con: duckdb.DuckDBPy
     rows = [r for ds in must["datasets"].values() for r in ds if "rate" in r]
     by_rule = {r["rule_id"]: r for r in rows}
     expect = frame[(frame["level"] == "must") & (frame["denominator"] > 0)]
-    assert set(by_rule) == set(expect["rule_id"])        # no should rule in the must chart
+    assert set(by_rule) == set(expect["rule_id"])  # no should rule in the must chart
     for r in expect.itertuples():
         got = by_rule[r.rule_id]
         assert got["denominator"] == r.denominator
@@ -85,31 +87,40 @@ def test_compliance_chart_data_match_frame_and_levels_apart(con: duckdb.DuckDBPy
 
 def test_funnel_limits_and_positions(con: duckdb.DuckDBPyConnection) -> None:
     prov = rd.provider_frame(con, RUN2, "doctor_id")
-    n, v, ne = [x[0] for x in zip(*con.execute(
-        "SELECT sum(s.denominator), sum(s.violated), sum(s.not_evidenced) FROM rule_results_strata s JOIN rule_results r"
-        " USING (run_id, rule_id) WHERE run_id = ? AND r.level = 'must' AND s.doctor_id IS NOT NULL", [RUN2]
-    ).fetchall(), strict=True)]
+    n, v, ne = [
+        x[0]
+        for x in zip(
+            *con.execute(
+                "SELECT sum(s.denominator), sum(s.violated), sum(s.not_evidenced) FROM rule_results_strata s JOIN rule_results r"
+                " USING (run_id, rule_id) WHERE run_id = ? AND r.level = 'must' AND s.doctor_id IS NOT NULL",
+                [RUN2],
+            ).fetchall(),
+            strict=True,
+        )
+    ]
     p0 = (n - v - ne) / n
     assert prov["p0"].iloc[0] == pytest.approx(p0)
     for r in prov.itertuples():
         assert (r.lo998, r.hi998) == pytest.approx(stats.funnel_limits(p0, r.denominator, stats.Z998))
-    assert prov.set_index("provider").loc["D5", "position"] == "below_998"   # the fixture's weak doctor
+    assert prov.set_index("provider").loc["D5", "position"] == "below_998"  # the fixture's weak doctor
 
 
 def test_trend_overall_equals_pooled_strata(con: duckdb.DuckDBPyConnection) -> None:
     t = rd.trend_frame(con, RUN2)
     overall = t[t["rule_id"].str.startswith("(")].set_index("month")
     for month, n in con.execute(
-            "SELECT month, sum(s.denominator) FROM rule_results_strata s JOIN rule_results r USING (run_id, rule_id)"
-            " WHERE run_id = ? AND r.level = 'must' AND month IS NOT NULL GROUP BY month", [RUN2]).fetchall():
+        "SELECT month, sum(s.denominator) FROM rule_results_strata s JOIN rule_results r USING (run_id, rule_id)"
+        " WHERE run_id = ? AND r.level = 'must' AND month IS NOT NULL GROUP BY month",
+        [RUN2],
+    ).fetchall():
         assert overall.loc[month, "denominator"] == n
 
 
 def test_timeline_lanes_and_flags(con: duckdb.DuckDBPyConnection) -> None:
     t = rd.timeline_frame(con, RUN2, "D1").set_index("session_id")
-    assert list(t["lane"]) == [0, 1, 0, 0]               # S-2 overlaps S-1, so it goes to a second row
+    assert list(t["lane"]) == [0, 1, 0, 0]  # S-2 overlaps S-1, so it goes to a second row
     assert t.loc["S-1", "overlapping"] and t.loc["S-2", "overlapping"] and not t.loc["S-3", "overlapping"]
-    assert str(t.loc["S-1", "start"]) == "2026-08-03 09:00:00"      # shown in Japan time
+    assert str(t.loc["S-1", "start"]) == "2026-08-03 09:00:00"  # shown in Japan time
 
 
 def test_svg_ids_are_unique_per_chart(con: duckdb.DuckDBPyConnection) -> None:
@@ -121,5 +132,8 @@ def test_svg_ids_are_unique_per_chart(con: duckdb.DuckDBPyConnection) -> None:
 
 def test_empty_provider_frame_does_not_fail(tmp_path: Path) -> None:
     import pandas as pd
-    chart = charts.funnel(pd.DataFrame(columns=["provider", "denominator", "rate", "p0", "position"]), "doctor")
+
+    chart = charts.funnel(
+        pd.DataFrame(columns=["provider", "denominator", "rate", "p0", "position"]), "doctor"
+    )
     assert "データなし" in _titles(chart.to_dict())[0]

@@ -41,7 +41,9 @@ def test_reader_during_ingest_is_told_busy_then_sees_the_whole_ingest(base, tmp_
     db = _copy(db0, tmp_path)
     before = db_state(db)
     resume = tmp_path / "resume"
-    proc = start_paused(["ingest", "--db", str(db), str(second)], "before:COMMIT", tmp_path, resume_file=resume)
+    proc = start_paused(
+        ["ingest", "--db", str(db), str(second)], "before:COMMIT", tmp_path, resume_file=resume
+    )
     try:
         with pytest.raises(store.DatabaseBusyError, match=r"busy.*Retry") as exc:
             store.connect(db, read_only=True)
@@ -66,8 +68,12 @@ def test_second_writer_fails_cleanly_and_the_first_completes(base, tmp_path):
     db = _copy(db0, tmp_path)
     before = db_state(db)
     resume = tmp_path / "resume"
-    proc = start_paused(["ingest", "--db", str(db), str(second)], "before:INSERT INTO ingest_runs", tmp_path,
-                        resume_file=resume)
+    proc = start_paused(
+        ["ingest", "--db", str(db), str(second)],
+        "before:INSERT INTO ingest_runs",
+        tmp_path,
+        resume_file=resume,
+    )
     try:
         r = cli("ingest", "--db", str(db), str(second))
         assert r.returncode == 2
@@ -90,8 +96,13 @@ con.close()
 
 
 def _hold_reader(db, seconds):
-    p = subprocess.Popen([sys.executable, "-c", _HOLD_READER, str(db), str(seconds)], stdout=subprocess.PIPE,
-                         text=True, env=env(), cwd=ROOT)
+    p = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_READER, str(db), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+    )
     assert p.stdout.readline().strip() == "holding"
     return p
 
@@ -151,8 +162,10 @@ def test_reader_never_sees_a_half_written_run(base, tmp_path):
         run_id = con.execute("SELECT run_id FROM audit_runs").fetchall()
         assert len(run_id) == 1
         for t in RUN_TABLES[1:4]:
-            orphans = con.execute(f"SELECT count(*) FROM {t} x WHERE NOT EXISTS "
-                                  "(SELECT 1 FROM audit_runs a WHERE a.run_id = x.run_id)").fetchone()[0]
+            orphans = con.execute(
+                f"SELECT count(*) FROM {t} x WHERE NOT EXISTS "
+                "(SELECT 1 FROM audit_runs a WHERE a.run_id = x.run_id)"
+            ).fetchone()[0]
             assert orphans == 0, t
         assert con.execute("SELECT count(*) FROM rule_results").fetchone()[0] == 1
     finally:

@@ -63,8 +63,10 @@ def base_direct(tmp_path_factory):
     (first / "access_log.csv").unlink()
     second = make_data(d / "second", sessions=120, mutate=True)
     con = duckdb.connect()
-    con.execute(f"COPY (SELECT * FROM read_csv('{second / 'access_log.csv'}', all_varchar=true)) "
-                f"TO '{second / 'access_log.parquet'}' (FORMAT parquet)")
+    con.execute(
+        f"COPY (SELECT * FROM read_csv('{second / 'access_log.csv'}', all_varchar=true)) "
+        f"TO '{second / 'access_log.parquet'}' (FORMAT parquet)"
+    )
     con.close()
     (second / "access_log.csv").unlink()
     db = d / "base.duckdb"
@@ -111,7 +113,14 @@ def test_killed_audit_leaves_no_partial_run(base, tmp_path):
     proc = start_paused(args, "before:INSERT INTO audit_runs", tmp_path)
     kill9(proc)
     mid = db_state(db)
-    for t in ("audit_runs", "rule_results", "violations", "rule_results_strata", "dq_results", "attestations"):
+    for t in (
+        "audit_runs",
+        "rule_results",
+        "violations",
+        "rule_results_strata",
+        "dq_results",
+        "attestations",
+    ):
         assert mid.get(t, (0, ""))[0] == 0, t
     # the audit's work tables (_audit_*: derived from the data, rebuilt by every audit, committed
     # before GX runs) may be new; every other table holds exactly what it held before
@@ -124,10 +133,13 @@ def test_killed_audit_leaves_no_partial_run(base, tmp_path):
 
 # ------------------------------------------------------------------ full / read-only disks
 
+
 def _mount_tmpfs(where: Path, size: str, ro: bool = False) -> None:
     where.mkdir(parents=True, exist_ok=True)
     opts = f"size={size},mode=0700" + (",ro" if ro else "")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True, text=True
+    )
     if r.returncode:
         pytest.skip(f"cannot mount a tmpfs (needs root in a sandbox that allows it): {r.stderr.strip()}")
 
@@ -142,7 +154,9 @@ def _assert_clear_error(r: subprocess.CompletedProcess[str], path: Path) -> None
     assert str(path) in r.stderr
 
 
-CLI_HANDLES_STORAGE_ERRORS = "describe_storage_error" in Path(toolkit_cli.__file__).read_text(encoding="utf-8")
+CLI_HANDLES_STORAGE_ERRORS = "describe_storage_error" in Path(toolkit_cli.__file__).read_text(
+    encoding="utf-8"
+)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
@@ -175,8 +189,10 @@ def test_disk_full_during_ingest_keeps_the_file(base, tmp_path):
     finally:
         _umount(mnt)
     if not CLI_HANDLES_STORAGE_ERRORS:
-        pytest.xfail("file kept intact, but the disk-full error is a traceback until toolkit/cli.py calls "
-                     "store.describe_storage_error (see docs/security.md)")
+        pytest.xfail(
+            "file kept intact, but the disk-full error is a traceback until toolkit/cli.py calls "
+            "store.describe_storage_error (see docs/security.md)"
+        )
 
 
 def test_read_only_target_gets_a_clear_error(base, tmp_path):
@@ -227,7 +243,8 @@ def test_storage_error_messages_name_the_path_and_the_cause():
         try:
             raise duckdb.TransactionException(
                 'TransactionContext Error: Failed to commit: Could not write file "/X/Clinic.duckdb.wal": '
-                "No space left on device")
+                "No space left on device"
+            )
         except duckdb.Error:  # what ingest/audit do: ROLLBACK, which fails in turn
             raise duckdb.TransactionException("cannot rollback - no transaction is active")  # noqa: B904
 

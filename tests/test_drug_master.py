@@ -8,8 +8,8 @@ from pathlib import Path
 import duckdb
 
 from toolkit.contract import FALSE_WORDS, TABLES, TRUE_WORDS
-from toolkit.generate_drugs import CANDIDATES, MISUSE_CLASSES, DrugMaster
-from toolkit.ingest import SHIPPED_DRUG_MASTER
+from toolkit.ingest.records import SHIPPED_DRUG_MASTER
+from toolkit.synth.drugs import CANDIDATES, MISUSE_CLASSES, DrugMaster
 
 FLAGS = ("narcotic", "psychotropic", "high_risk", "emergency_contraceptive", "first_visit_caution")
 
@@ -35,21 +35,26 @@ def test_shipped_master_is_well_formed() -> None:
 
 def _classify_sql(code: str) -> tuple | None:
     con = duckdb.connect()
-    con.execute(f"CREATE TABLE drug_master AS SELECT * FROM read_csv('{SHIPPED_DRUG_MASTER}', all_varchar=true)")
-    row = con.execute("SELECT narcotic, psychotropic, high_risk, emergency_contraceptive, misuse_class FROM ("
-                      "SELECT *, row_number() OVER (ORDER BY length(drug_code) DESC) rn FROM drug_master "
-                      "WHERE starts_with(?, drug_code)) WHERE rn = 1", [code]).fetchone()
+    con.execute(
+        f"CREATE TABLE drug_master AS SELECT * FROM read_csv('{SHIPPED_DRUG_MASTER}', all_varchar=true)"
+    )
+    row = con.execute(
+        "SELECT narcotic, psychotropic, high_risk, emergency_contraceptive, misuse_class FROM ("
+        "SELECT *, row_number() OVER (ORDER BY length(drug_code) DESC) rn FROM drug_master "
+        "WHERE starts_with(?, drug_code)) WHERE rn = 1",
+        [code],
+    ).fetchone()
     con.close()
     return row
 
 
 def test_longest_prefix_rules() -> None:
     m = DrugMaster.load(SHIPPED_DRUG_MASTER)
-    assert m.classify("4291009F1020").high_risk          # 抗悪性腫瘍剤 by the 42 prefix
-    assert m.classify("3332001F1010").high_risk          # warfarin (血液凝固阻止剤 333)
-    assert m.classify("8219005S1020").narcotic           # fentanyl
-    assert m.classify("1124007F1028").psychotropic       # triazolam (exact code)
-    assert not m.classify("1124999F1010").psychotropic   # another 1124 drug: not listed, not flagged
+    assert m.classify("4291009F1020").high_risk  # 抗悪性腫瘍剤 by the 42 prefix
+    assert m.classify("3332001F1010").high_risk  # warfarin (血液凝固阻止剤 333)
+    assert m.classify("8219005S1020").narcotic  # fentanyl
+    assert m.classify("1124007F1028").psychotropic  # triazolam (exact code)
+    assert not m.classify("1124999F1010").psychotropic  # another 1124 drug: not listed, not flagged
     assert m.classify("1179025F1020").psychotropic and m.classify("1179025F1020").high_risk  # etizolam
     assert m.classify("2549008F1022").emergency_contraceptive
     assert not m.classify("2549001F1010").emergency_contraceptive  # other 2549 (卵胞・黄体ホルモン剤)
@@ -74,6 +79,7 @@ def test_generator_candidates_keep_their_roles() -> None:
 
 def test_shipped_master_loads_through_ingest(tmp_path: Path) -> None:
     from tests.ingest_helpers import rows, run, write
+
     src = write(tmp_path / "src" / "patients.csv", "patient_id,sex\nP1,female\n").parent
     db = tmp_path / "a.duckdb"
     summary, _ = run(db, src)

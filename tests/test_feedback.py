@@ -9,8 +9,8 @@ import duckdb
 import pytest
 
 from tests.reporting_fixtures import RUN2, XSS, build_fixture_db, element_attrs, html_rows
-from toolkit import feedback
 from toolkit.cli import main
+from toolkit.report import feedback
 
 
 @pytest.fixture(scope="module")
@@ -32,23 +32,42 @@ def test_one_doctor_sheet_numbers(db: Path, tmp_path: Path) -> None:
     html = out.read_text(encoding="utf-8")
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
     rows = {r["data-rule"]: r for r in html_rows(html, "fb-row")}
-    doc = _sql(db, "SELECT rule_id, sum(denominator), sum(violated), sum(not_evidenced) FROM rule_results_strata"
-                   " WHERE run_id = ? AND doctor_id = 'D5' GROUP BY rule_id HAVING sum(denominator) > 0", [RUN2])
+    doc = _sql(
+        db,
+        "SELECT rule_id, sum(denominator), sum(violated), sum(not_evidenced) FROM rule_results_strata"
+        " WHERE run_id = ? AND doctor_id = 'D5' GROUP BY rule_id HAVING sum(denominator) > 0",
+        [RUN2],
+    )
     assert set(rows) == {d[0] for d in doc}
     for rule_id, n, v, ne in doc:
         r = rows[rule_id]
-        assert (int(r["data-denominator"]), int(r["data-violated"]), int(r["data-not-evidenced"])) == (n, v, ne)
+        assert (int(r["data-denominator"]), int(r["data-violated"]), int(r["data-not-evidenced"])) == (
+            n,
+            v,
+            ne,
+        )
         assert float(r["data-rate"]) == pytest.approx((n - v - ne) / n)
-        (inst_n, inst_bad), = _sql(db, "SELECT sum(denominator), sum(violated + not_evidenced) FROM"
-                                       " rule_results_strata WHERE run_id = ? AND rule_id = ? AND institution_id = 'I2'",
-                                   [RUN2, rule_id])
+        ((inst_n, inst_bad),) = _sql(
+            db,
+            "SELECT sum(denominator), sum(violated + not_evidenced) FROM"
+            " rule_results_strata WHERE run_id = ? AND rule_id = ? AND institution_id = 'I2'",
+            [RUN2, rule_id],
+        )
         assert float(r["data-inst-rate"]) == pytest.approx((inst_n - inst_bad) / inst_n)
-        (all_n, all_bad), = _sql(db, "SELECT denominator, violated + not_evidenced FROM rule_results"
-                                     " WHERE run_id = ? AND rule_id = ?", [RUN2, rule_id])
+        ((all_n, all_bad),) = _sql(
+            db,
+            "SELECT denominator, violated + not_evidenced FROM rule_results WHERE run_id = ? AND rule_id = ?",
+            [RUN2, rule_id],
+        )
         assert float(r["data-all-rate"]) == pytest.approx((all_n - all_bad) / all_n)
     records = {(r["data-rule"], r["data-entity"], r["data-status"]) for r in html_rows(html, "fb-record")}
-    want = set(_sql(db, "SELECT rule_id, entity_id, status FROM violations WHERE run_id = ? AND doctor_id = 'D5'",
-                    [RUN2]))
+    want = set(
+        _sql(
+            db,
+            "SELECT rule_id, entity_id, status FROM violations WHERE run_id = ? AND doctor_id = 'D5'",
+            [RUN2],
+        )
+    )
     assert records == want
     assert element_attrs(html, "fb-meta")["data-doctor"] == "D5"
     assert "patient_id" not in html
@@ -65,7 +84,7 @@ def test_all_doctors_folder_with_index_and_escaping(db: Path, tmp_path: Path) ->
     assert XSS not in html and "&lt;img src=x onerror=alert(1)&gt;" in html
     assert "<img" not in html and "<img" not in index
     assert "/" not in sheet.name and "<" not in sheet.name
-    assert "http" not in html and "http" not in index and "<script" not in html     # self-contained, offline
+    assert "http" not in html and "http" not in index and "<script" not in html  # self-contained, offline
     assert len(list(out.glob("feedback_*.html"))) == 6
 
 

@@ -15,14 +15,16 @@ import pytest
 import yaml
 
 from toolkit.contract import TABLES
-from toolkit.generate import TABLES_OUT, generate_dataset, read_ground_truth
-from toolkit.generate_truth import ALL_RULES
+from toolkit.synth.generate import TABLES_OUT, generate_dataset, read_ground_truth
+from toolkit.synth.truth import ALL_RULES
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()
+    }
 
 
 def _catalogue_rule_ids() -> set[str]:
@@ -65,7 +67,8 @@ def test_counts_and_referential_integrity(clean: Path) -> None:
     def dangling(child: str, col: str, parent: str, key: str) -> int:
         return con.execute(
             f"SELECT count(*) FROM '{clean / (child + '.parquet')}' c WHERE c.{col} IS NOT NULL AND c.{col} "
-            f"NOT IN (SELECT {key} FROM '{clean / (parent + '.parquet')}')").fetchone()[0]
+            f"NOT IN (SELECT {key} FROM '{clean / (parent + '.parquet')}')"
+        ).fetchone()[0]
 
     assert dangling("sessions", "patient_id", "patients", "patient_id") == 0
     assert dangling("sessions", "doctor_id", "doctors", "doctor_id") == 0
@@ -77,12 +80,14 @@ def test_counts_and_referential_integrity(clean: Path) -> None:
     assert dangling("doctors", "institution_id", "institutions", "institution_id") == 0
     bad_times = con.execute(
         f"SELECT count(*) FROM '{clean / 'sessions.parquet'}' WHERE NOT (explained_at <= consent_at "
-        "AND consent_at <= started_at AND started_at < ended_at)").fetchone()[0]
+        "AND consent_at <= started_at AND started_at < ended_at)"
+    ).fetchone()[0]
     assert bad_times == 0
     shape = con.execute(
         f"SELECT (SELECT count(*) FROM '{clean / 'prescriptions.parquet'}') / count(*), "
         f"(SELECT count(*) FROM '{clean / 'access_log.parquet'}') / count(*), avg(is_first_visit::INT) "
-        f"FROM '{clean / 'sessions.parquet'}'").fetchone()
+        f"FROM '{clean / 'sessions.parquet'}'"
+    ).fetchone()
     assert 1.2 < shape[0] < 1.8 and 3.8 < shape[1] < 4.6 and 0.15 < shape[2] < 0.35
 
 
@@ -102,16 +107,21 @@ def test_every_rule_in_ground_truth(injected: Path) -> None:
     assert len(truth) == len(set(truth))
     gen = json.loads((injected / "generation.json").read_text(encoding="utf-8"))
     assert gen["as_of"] == "2026-11-15"
-    assert sum(v.get("violated", 0) + v.get("not_evidenced", 0)
-               for v in gen["ground_truth"].values()) == len(truth)
+    assert sum(v.get("violated", 0) + v.get("not_evidenced", 0) for v in gen["ground_truth"].values()) == len(
+        truth
+    )
 
 
 def test_dangling_references_are_in_ground_truth(injected: Path) -> None:
     """Injected unknown doctors are deliberate: each such session is listed (training not evidenced)."""
     con = duckdb.connect()
-    ids = {r[0] for r in con.execute(
-        f"SELECT session_id FROM '{injected / 'sessions.parquet'}' WHERE doctor_id NOT IN "
-        f"(SELECT doctor_id FROM '{injected / 'doctors.parquet'}')").fetchall()}
+    ids = {
+        r[0]
+        for r in con.execute(
+            f"SELECT session_id FROM '{injected / 'sessions.parquet'}' WHERE doctor_id NOT IN "
+            f"(SELECT doctor_id FROM '{injected / 'doctors.parquet'}')"
+        ).fetchall()
+    }
     truth = {(r[0], r[2]) for r in read_ground_truth(injected / "ground_truth.csv")}
     assert ids and all(("training.doctor_online", i) in truth for i in ids)
 
@@ -129,18 +139,20 @@ def test_csv_and_parquet_readable_with_contract_columns(tmp_path: Path) -> None:
     with open(tmp_path / "csv" / "sessions.csv", newline="", encoding="utf-8") as fh:
         row = next(csv.DictReader(fh))
     assert row["started_at"].endswith("+09:00") and row["is_first_visit"] in ("true", "false")
-    a = con.execute(f"SELECT count(*), min(started_at) FROM read_csv('{tmp_path / 'csv' / 'sessions.csv'}')"
-                    ).fetchone()
-    b = con.execute(f"SELECT count(*), min(started_at) FROM '{tmp_path / 'parquet' / 'sessions.parquet'}'"
-                    ).fetchone()
+    a = con.execute(
+        f"SELECT count(*), min(started_at) FROM read_csv('{tmp_path / 'csv' / 'sessions.csv'}')"
+    ).fetchone()
+    b = con.execute(
+        f"SELECT count(*), min(started_at) FROM '{tmp_path / 'parquet' / 'sessions.parquet'}'"
+    ).fetchone()
     assert a == b
 
 
 def test_streaming_memory_bounded(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         import resource, sys
-        from toolkit.generate import generate_dataset
-        generate_dataset({str(tmp_path / 'big')!r}, 300_000, 1, 'parquet', 0.02, chunk_size=100_000)
+        from toolkit.synth.generate import generate_dataset
+        generate_dataset({str(tmp_path / "big")!r}, 300_000, 1, 'parquet', 0.02, chunk_size=100_000)
         print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     """)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
@@ -152,12 +164,17 @@ def test_streaming_memory_bounded(tmp_path: Path) -> None:
 
 
 def test_sample_data_is_reproducible(tmp_path: Path) -> None:
-    from toolkit.generate_sample import build_sample
+    from tools.generate_sample import build_sample
 
     shipped = ROOT / "sample_data"
     build_sample(tmp_path)
-    for rel in ("sessions.csv", "institutions.csv", "vendor_medilink/ml_careplans_2026.csv",
-                "vendor_medilink/mapping.yaml", "ground_truth.csv"):
+    for rel in (
+        "sessions.csv",
+        "institutions.csv",
+        "vendor_medilink/ml_careplans_2026.csv",
+        "vendor_medilink/mapping.yaml",
+        "ground_truth.csv",
+    ):
         assert (tmp_path / rel).read_bytes() == (shipped / rel).read_bytes(), rel
     assert not (shipped / "care_plans.csv").exists()
     (shipped / "institutions.csv").read_bytes().decode("cp932")
@@ -168,21 +185,24 @@ def test_sample_data_is_reproducible(tmp_path: Path) -> None:
 
 
 def test_compare_truth_counts_differences(injected: Path, tmp_path: Path) -> None:
-    from toolkit.generate import compare_truth
+    from toolkit.synth.generate import compare_truth
 
     rows = (injected / "ground_truth.csv").read_text(encoding="utf-8").splitlines()
-    (tmp_path / "v.csv").write_text("\n".join(rows[:-1]) + "\nexam.access_log,session,S999,violated\n",
-                                    encoding="utf-8")
+    (tmp_path / "v.csv").write_text(
+        "\n".join(rows[:-1]) + "\nexam.access_log,session,S999,violated\n", encoding="utf-8"
+    )
     res = compare_truth(injected / "ground_truth.csv", tmp_path / "v.csv")
     assert sum(r["missing"] for r in res.values()) == 1
     assert res["exam.access_log"]["extra"] == 1
-    assert all(r["missing"] == r["extra"] == 0 for r in compare_truth(
-        injected / "ground_truth.csv", injected / "ground_truth.csv").values())
+    assert all(
+        r["missing"] == r["extra"] == 0
+        for r in compare_truth(injected / "ground_truth.csv", injected / "ground_truth.csv").values()
+    )
 
 
 def test_drug_codes_classified_by_shipped_master() -> None:
     """The codes the generator prescribes get the flags it expects from toolkit/data/drug_master.csv."""
-    from toolkit.generate_drugs import CANDIDATES, DrugMaster
+    from toolkit.synth.drugs import CANDIDATES, DrugMaster
 
     master = DrugMaster.load()
     if master.sha256 is None:

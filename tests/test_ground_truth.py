@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.catalogue import load
 from toolkit.cli import main
+from toolkit.rules.catalogue import load
 
 SEEDS = (1, 7, 2026)
 

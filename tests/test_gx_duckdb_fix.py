@@ -8,7 +8,7 @@ import sys
 import duckdb
 import pytest
 
-from toolkit import gx_duckdb_fix
+from toolkit.rules import gx_fix as gx_duckdb_fix
 
 
 def _validate(db: str) -> dict:
@@ -19,8 +19,11 @@ def _validate(db: str) -> dict:
     ds = ctx.data_sources.add_sql(name="d", connection_string=f"duckdb:///{db}")
     bd = ds.add_table_asset(name="t", table_name="t").add_batch_definition_whole_table("all")
     suite = ctx.suites.add(gx.ExpectationSuite(name="s"))
-    suite.add_expectation(gx.expectations.ExpectColumnValuesToBeInSet(
-        column="status", value_set=["passed"], row_condition=Column("rule_id") == "a"))
+    suite.add_expectation(
+        gx.expectations.ExpectColumnValuesToBeInSet(
+            column="status", value_set=["passed"], row_condition=Column("rule_id") == "a"
+        )
+    )
     vd = ctx.validation_definitions.add(gx.ValidationDefinition(name="v", data=bd, suite=suite))
     try:
         r = vd.run(result_format="BASIC").results[0]
@@ -37,8 +40,10 @@ def _validate(db: str) -> dict:
 def db(tmp_path):
     path = str(tmp_path / "t.duckdb")
     con = duckdb.connect(path)
-    con.execute("CREATE TABLE t AS SELECT CASE WHEN i % 10 = 0 THEN 'violated' ELSE 'passed' END AS status, "
-                "CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END AS rule_id FROM range(100) r(i)")
+    con.execute(
+        "CREATE TABLE t AS SELECT CASE WHEN i % 10 = 0 THEN 'violated' ELSE 'passed' END AS status, "
+        "CASE WHEN i % 2 = 0 THEN 'a' ELSE 'b' END AS rule_id FROM range(100) r(i)"
+    )
     con.close()
     return path
 
@@ -75,20 +80,24 @@ def _in_fresh_python(code: str) -> None:
 
 
 def test_preload_imports_gx_in_the_background_and_applies_the_fix():
-    _in_fresh_python("import sys; from toolkit import gx_duckdb_fix as f\n"
-                     "assert 'great_expectations' not in sys.modules, 'importing the fix must not import GX'\n"
-                     "f.shared_connection_config()\n"
-                     "assert 'great_expectations' not in sys.modules\n"
-                     "t = f.preload(); assert t is not None; t.join()\n"
-                     "assert f.is_applied() and f.preload() is None\n"
-                     "print('ok')")
+    _in_fresh_python(
+        "import sys; from toolkit import gx_duckdb_fix as f\n"
+        "assert 'great_expectations' not in sys.modules, 'importing the fix must not import GX'\n"
+        "f.shared_connection_config()\n"
+        "assert 'great_expectations' not in sys.modules\n"
+        "t = f.preload(); assert t is not None; t.join()\n"
+        "assert f.is_applied() and f.preload() is None\n"
+        "print('ok')"
+    )
 
 
 def test_the_ocaudit_command_skips_the_slow_iri_checker_import():
     """``ocaudit`` marks rfc3987_syntax absent before GX loads jsonschema (1.3 s saved per command)."""
-    _in_fresh_python("import sys; from toolkit import cli\n"
-                     "cli.skip_slow_optional_imports()\n"
-                     "import great_expectations, jsonschema\n"
-                     "assert sys.modules['rfc3987_syntax'] is None\n"
-                     "jsonschema.validate({'a': 1}, {'type': 'object'})\n"
-                     "print('ok')")
+    _in_fresh_python(
+        "import sys; from toolkit import cli\n"
+        "cli.skip_slow_optional_imports()\n"
+        "import great_expectations, jsonschema\n"
+        "assert sys.modules['rfc3987_syntax'] is None\n"
+        "jsonschema.validate({'a': 1}, {'type': 'object'})\n"
+        "print('ok')"
+    )

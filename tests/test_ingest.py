@@ -13,24 +13,40 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.ingest_helpers import SESSION_HEADER, balanced, rows, run, session_row, write
-from toolkit import ingest
 from toolkit.errors import UserError
+from toolkit.ingest import run as ingest
 
 
 def _good_source(src: Path) -> Path:
-    write(src / "institutions.csv", "institution_id,name,prefecture,contact_published,compliance_published\n"
-          "I1,テスト病院,東京都,有,無\n")
-    write(src / "doctors.csv", "doctor_id,institution_id,specialty,online_training_on,ec_training_on\n"
-          "D1,I1,obgyn,2024-01-05,\n")
+    write(
+        src / "institutions.csv",
+        "institution_id,name,prefecture,contact_published,compliance_published\nI1,テスト病院,東京都,有,無\n",
+    )
+    write(
+        src / "doctors.csv",
+        "doctor_id,institution_id,specialty,online_training_on,ec_training_on\nD1,I1,obgyn,2024-01-05,\n",
+    )
     write(src / "patients.csv", "patient_id,birth_date,sex\nP1,1990-02-03,female\n")
     write(src / "sessions.csv", f"{SESSION_HEADER}\n{session_row('S1')}\n{session_row('S2', first='はい')}\n")
-    write(src / "prescriptions.csv", "rx_id,session_id,drug_code,drug_name,quantity,days_supply,dispensing\n"
-          "R1,S1,2171022F1020,アムロジピン錠5mg,14,14,outside\n")
-    write(src / "care_plans.csv", "care_plan_id,patient_id,created_at,has_content,doctors\n"
-          "CP1,P1,2026-03-01T10:00:00+09:00,yes,D1;D2\n")
-    write(src / "ec_cases.csv", "session_id,reason,assault_suspected,follow_up_due_on\nS1,geographic,0,2026-04-22\n")
-    write(src / "access_log.csv", "session_id,at,event,actor,mfa\nS1,2026-04-01T09:00:00,join,doctor,1\n"
-          "S1,2026-04-01T09:15:00,leave,doctor,1\n")
+    write(
+        src / "prescriptions.csv",
+        "rx_id,session_id,drug_code,drug_name,quantity,days_supply,dispensing\n"
+        "R1,S1,2171022F1020,アムロジピン錠5mg,14,14,outside\n",
+    )
+    write(
+        src / "care_plans.csv",
+        "care_plan_id,patient_id,created_at,has_content,doctors\n"
+        "CP1,P1,2026-03-01T10:00:00+09:00,yes,D1;D2\n",
+    )
+    write(
+        src / "ec_cases.csv",
+        "session_id,reason,assault_suspected,follow_up_due_on\nS1,geographic,0,2026-04-22\n",
+    )
+    write(
+        src / "access_log.csv",
+        "session_id,at,event,actor,mfa\nS1,2026-04-01T09:00:00,join,doctor,1\n"
+        "S1,2026-04-01T09:15:00,leave,doctor,1\n",
+    )
     return src
 
 
@@ -39,14 +55,24 @@ def test_good_load_of_every_table(tmp_path: Path) -> None:
     db = tmp_path / "a.duckdb"
     summary, text = run(db, src)
     assert summary.ok and balanced(summary)
-    for table, n in {"institutions": 1, "doctors": 1, "patients": 1, "sessions": 2, "prescriptions": 1,
-                     "care_plans": 1, "ec_cases": 1, "access_log": 2}.items():
+    for table, n in {
+        "institutions": 1,
+        "doctors": 1,
+        "patients": 1,
+        "sessions": 2,
+        "prescriptions": 1,
+        "care_plans": 1,
+        "ec_cases": 1,
+        "access_log": 2,
+    }.items():
         assert summary.tables[table].loaded == n, table
         assert rows(db, f"SELECT count(*) FROM {table}")[0][0] == n
     assert summary.tables["drug_master"].loaded > 10  # shipped master on first ingest
     assert rows(db, "SELECT count(*) FROM quarantine")[0][0] == 0
     # types: timestamp without offset is Japan time; booleans in Japanese
-    started, first = rows(db, "SELECT epoch(started_at), is_first_visit FROM sessions WHERE session_id='S2'")[0]
+    started, first = rows(db, "SELECT epoch(started_at), is_first_visit FROM sessions WHERE session_id='S2'")[
+        0
+    ]
     assert started == pytest.approx(1775001600.0)  # 2026-04-01T09:00+09:00 = 00:00Z
     assert first is True
     assert rows(db, "SELECT contact_published, compliance_published FROM institutions") == [(True, False)]
@@ -64,45 +90,83 @@ def test_cli_ingest_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str
     write(src / "sessions_bad.csv", "patient_id,kind\nP1,online_care\n")
     assert ingest.cli_ingest(args) == 2
     with pytest.raises(UserError, match="SOURCE not found"):
-        ingest.cli_ingest(argparse.Namespace(db=args.db, source=str(tmp_path / "nope"), mapping=None, encoding=None))
+        ingest.cli_ingest(
+            argparse.Namespace(db=args.db, source=str(tmp_path / "nope"), mapping=None, encoding=None)
+        )
     with pytest.raises(UserError, match="encoding"):
         ingest.ingest_source(args.db, src, encoding="latin-9", out=lambda s: None)
 
 
 def test_cp932_bom_gz_parquet_jsonl(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    write(src / "doctors.csv", "doctor_id,institution_id,specialty,online_training_on\nD1,I1,内科,2024-01-05\n",
-          "cp932")
+    write(
+        src / "doctors.csv",
+        "doctor_id,institution_id,specialty,online_training_on\nD1,I1,内科,2024-01-05\n",
+        "cp932",
+    )
     write(src / "patients.csv", "\ufeffpatient_id,birth_year,sex\nP1,1980,女性\nP2,1990,male\n")
-    (src / "institutions.csv.gz").write_bytes(gzip.compress(
-        "institution_id,name,contact_published\nI1,病院,はい\n".encode()))
+    (src / "institutions.csv.gz").write_bytes(
+        gzip.compress("institution_id,name,contact_published\nI1,病院,はい\n".encode())
+    )
     (src / "sessions").mkdir()
-    pq.write_table(pa.table({
-        "session_id": ["A", "B"], "kind": ["online_care", "x"],
-        "started_at": pa.array([1_700_000_000, None], pa.timestamp("s", tz="+09:00")),
-        "is_first_visit": [True, None], "network_interruptions": pa.array([1, 2], pa.int32())}),
-        src / "sessions" / "part-0.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "session_id": ["A", "B"],
+                "kind": ["online_care", "x"],
+                "started_at": pa.array([1_700_000_000, None], pa.timestamp("s", tz="+09:00")),
+                "is_first_visit": [True, None],
+                "network_interruptions": pa.array([1, 2], pa.int32()),
+            }
+        ),
+        src / "sessions" / "part-0.parquet",
+    )
     with open(src / "access_log.jsonl", "w", encoding="utf-8") as fh:
-        fh.write(json.dumps({"session_id": "A", "at": "2026-04-01T09:00:00", "event": "join", "actor": "doctor",
-                             "mfa": True}) + "\n")
+        fh.write(
+            json.dumps(
+                {
+                    "session_id": "A",
+                    "at": "2026-04-01T09:00:00",
+                    "event": "join",
+                    "actor": "doctor",
+                    "mfa": True,
+                }
+            )
+            + "\n"
+        )
         fh.write('{"session_id": "A", "at": \n')
-        fh.write(json.dumps({"session_id": "A", "at": "2026-04-01T09:10:00Z", "event": "leave",
-                             "actor": "doctor"}) + "\n")
+        fh.write(
+            json.dumps({"session_id": "A", "at": "2026-04-01T09:10:00Z", "event": "leave", "actor": "doctor"})
+            + "\n"
+        )
     db = tmp_path / "a.duckdb"
     summary, text = run(db, src)
     assert summary.ok and balanced(summary)
     files = dict(rows(db, "SELECT table_name, encoding FROM ingest_files WHERE table_name <> 'drug_master'"))
-    assert files == {"doctors": "cp932", "patients": "utf-8-sig", "institutions": "utf-8",
-                     "sessions": None, "access_log": "utf-8"}
+    assert files == {
+        "doctors": "cp932",
+        "patients": "utf-8-sig",
+        "institutions": "utf-8",
+        "sessions": None,
+        "access_log": "utf-8",
+    }
     assert rows(db, "SELECT specialty FROM doctors") == [("内科",)]
     assert rows(db, "SELECT patient_id, birth_year FROM patients") == [("P2", 1990)]
-    q = rows(db, "SELECT table_name, regexp_replace(source_file, '.*/', ''), line_number, column_name, reason "
-                 "FROM quarantine ORDER BY table_name")
+    q = rows(
+        db,
+        "SELECT table_name, regexp_replace(source_file, '.*/', ''), line_number, column_name, reason "
+        "FROM quarantine ORDER BY table_name",
+    )
     assert q == [
         ("access_log", "access_log.jsonl", 2, None, "line is not a JSON object (broken or truncated JSON)"),
         ("patients", "patients.csv", 2, "sex", "sex: '女性' is not one of female, male, other, unknown"),
-        ("sessions", "part-0.parquet", 2, "kind",
-         "kind: 'x' is not one of pre_consultation, online_care, online_referral"),
+        (
+            "sessions",
+            "part-0.parquet",
+            2,
+            "kind",
+            "kind: 'x' is not one of pre_consultation, online_care, online_referral",
+        ),
     ]
     assert "女性" not in text  # raw values are never printed
     assert rows(db, "SELECT network_interruptions, is_first_visit FROM sessions") == [(1, True)]
@@ -110,9 +174,15 @@ def test_cp932_bom_gz_parquet_jsonl(tmp_path: Path) -> None:
 
 def test_bad_enum_date_bool_number_quarantined_with_line(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    lines = [SESSION_HEADER, session_row("S1"), session_row("S2", kind="online"),
-             session_row("S3", started="2026-02-30T10:00:00"), session_row("S4", first="maybe"),
-             session_row("S5", interruptions="three"), session_row("S6", kind="ONLINE_CARE")]
+    lines = [
+        SESSION_HEADER,
+        session_row("S1"),
+        session_row("S2", kind="online"),
+        session_row("S3", started="2026-02-30T10:00:00"),
+        session_row("S4", first="maybe"),
+        session_row("S5", interruptions="three"),
+        session_row("S6", kind="ONLINE_CARE"),
+    ]
     write(src / "sessions.csv", "\n".join(lines) + "\n")
     db = tmp_path / "a.duckdb"
     summary, text = run(db, src)
@@ -122,8 +192,11 @@ def test_bad_enum_date_bool_number_quarantined_with_line(tmp_path: Path) -> None
     assert got == [
         (3, "kind", "kind: 'online' is not one of pre_consultation, online_care, online_referral"),
         (4, "started_at", "started_at: '2026-02-30T10:00:00' is not a timestamp (ISO 8601)"),
-        (5, "is_first_visit",
-         "is_first_visit: 'maybe' is not a boolean (true/false, 1/0, yes/no, はい/いいえ, 有/無)"),
+        (
+            5,
+            "is_first_visit",
+            "is_first_visit: 'maybe' is not a boolean (true/false, 1/0, yes/no, はい/いいえ, 有/無)",
+        ),
         (6, "network_interruptions", "network_interruptions: 'three' is not an integer"),
     ]
     raw = json.loads(rows(db, "SELECT raw_row FROM quarantine WHERE line_number = 3")[0][0])
@@ -178,7 +251,9 @@ def test_extra_columns_ignored_with_warning_identifiers_refused(tmp_path: Path) 
     assert "drop" in summary.errors[0]
     assert "山田" not in text
     assert rows(tmp_path / "b.duckdb", "SELECT count(*) FROM patients")[0][0] == 0
-    write(src / "institutions.csv", "institution_id,name\nI1,病院\n")  # institutions.name is a contract column
+    write(
+        src / "institutions.csv", "institution_id,name\nI1,病院\n"
+    )  # institutions.name is a contract column
     write(src / "prescriptions.csv", "rx_id,drug_name,PatientName\nR1,薬,x\n")
     summary, text = run(tmp_path / "d.duckdb", src)
     assert any("institutions.csv" in e for e in summary.errors) is False
@@ -197,15 +272,26 @@ def test_extra_columns_ignored_with_warning_identifiers_refused(tmp_path: Path) 
 
 def test_duplicate_keys_identical_and_different(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    write(src / "sessions.csv", "\n".join([
-        SESSION_HEADER, session_row("S1"), session_row("S2"), session_row("S1"),
-        session_row("S2", kind="pre_consultation")]) + "\n")
+    write(
+        src / "sessions.csv",
+        "\n".join(
+            [
+                SESSION_HEADER,
+                session_row("S1"),
+                session_row("S2"),
+                session_row("S1"),
+                session_row("S2", kind="pre_consultation"),
+            ]
+        )
+        + "\n",
+    )
     db = tmp_path / "a.duckdb"
     summary, text = run(db, src)
     c = summary.tables["sessions"]
     assert (c.read, c.loaded, c.quarantined, c.inserted, c.unchanged) == (4, 3, 1, 2, 1)
     assert rows(db, "SELECT line_number, column_name, reason FROM quarantine") == [
-        (5, "session_id", "duplicate key S2 with different content (first at line 3)")]
+        (5, "session_id", "duplicate key S2 with different content (first at line 3)")
+    ]
     assert rows(db, "SELECT kind FROM sessions WHERE session_id = 'S2'") == [("online_care",)]
     assert "identical duplicate" in text
 
@@ -215,7 +301,9 @@ def test_idempotent_reingest_and_changed_row(tmp_path: Path) -> None:
     write(src / "sessions_extra.csv", f"{SESSION_HEADER}\n{session_row('S9', kind='bad')}\n")
     db = tmp_path / "a.duckdb"
     first, _ = run(db, src)
-    before = {t: rows(db, f"SELECT * FROM {t} ORDER BY ALL") for t in ("sessions", "access_log", "quarantine")}
+    before = {
+        t: rows(db, f"SELECT * FROM {t} ORDER BY ALL") for t in ("sessions", "access_log", "quarantine")
+    }
     second, _ = run(db, src)
     for t, c in second.tables.items():
         assert c.inserted == 0 and c.updated == 0, t
@@ -224,13 +312,20 @@ def test_idempotent_reingest_and_changed_row(tmp_path: Path) -> None:
     assert {t: rows(db, f"SELECT * FROM {t} ORDER BY ALL") for t in before} == before
     assert rows(db, "SELECT count(*) FROM ingest_runs")[0][0] == 2
     # change one session, add one
-    write(src / "sessions.csv", f"{SESSION_HEADER}\n{session_row('S1', kind='online_referral')}\n"
-          f"{session_row('S2', first='はい')}\n{session_row('S3')}\n")
+    write(
+        src / "sessions.csv",
+        f"{SESSION_HEADER}\n{session_row('S1', kind='online_referral')}\n"
+        f"{session_row('S2', first='はい')}\n{session_row('S3')}\n",
+    )
     third, _ = run(db, src)
     c = third.tables["sessions"]
     assert (c.inserted, c.updated, c.unchanged) == (1, 1, 1)
-    ch = rows(db, "SELECT row_key, change, old_hash IS NOT NULL, new_hash IS NOT NULL FROM row_changes "
-                  "WHERE ingest_id = ? ORDER BY row_key", [third.ingest_id])
+    ch = rows(
+        db,
+        "SELECT row_key, change, old_hash IS NOT NULL, new_hash IS NOT NULL FROM row_changes "
+        "WHERE ingest_id = ? ORDER BY row_key",
+        [third.ingest_id],
+    )
     assert ch == [("S1", "updated", True, True), ("S3", "inserted", False, True)]
     assert rows(db, "SELECT kind FROM sessions WHERE session_id = 'S1'") == [("online_referral",)]
     assert rows(db, "SELECT count(*) FROM sessions")[0][0] == 3
@@ -240,10 +335,14 @@ def test_failing_ingest_leaves_database_unchanged(tmp_path: Path, monkeypatch: p
     src = _good_source(tmp_path / "src")
     db = tmp_path / "a.duckdb"
     run(db, src)
-    snapshot = {t: rows(db, f"SELECT * FROM {t} ORDER BY ALL")
-                for t in ("sessions", "ingest_runs", "ingest_files", "row_changes", "quarantine")}
-    write(src / "sessions.csv", f"{SESSION_HEADER}\n{session_row('S1', kind='online_referral')}\n"
-          f"{session_row('S7')}\n")
+    snapshot = {
+        t: rows(db, f"SELECT * FROM {t} ORDER BY ALL")
+        for t in ("sessions", "ingest_runs", "ingest_files", "row_changes", "quarantine")
+    }
+    write(
+        src / "sessions.csv",
+        f"{SESSION_HEADER}\n{session_row('S1', kind='online_referral')}\n{session_row('S7')}\n",
+    )
     calls = {"n": 0}
     original = ingest._Run._write_records
 
@@ -283,8 +382,11 @@ def test_unreadable_files_refused(tmp_path: Path) -> None:
 
 def test_wrong_encoding_forced_and_invalid(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    write(src / "doctors.csv", "doctor_id,institution_id,specialty,online_training_on\nD1,I1,内科,2024-01-05\n",
-          "cp932")
+    write(
+        src / "doctors.csv",
+        "doctor_id,institution_id,specialty,online_training_on\nD1,I1,内科,2024-01-05\n",
+        "cp932",
+    )
     summary, _ = run(tmp_path / "a.duckdb", src, encoding="utf-8")
     # forced UTF-8 on a CP932 file: the line with invalid bytes is quarantined, not loaded as mojibake
     c = summary.tables["doctors"]
@@ -312,14 +414,20 @@ def test_cp932_invalid_later_in_file_refused_with_offset(tmp_path: Path) -> None
 
 def test_malformed_csv_lines_and_quoted_newlines(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    write(src / "patients.csv", 'patient_id,birth_date,sex\nP1,1990-01-01,female\nP2,1990-01-01\n'
-          'P3,1990-01-01,male,extra\n"P\n4",1990-01-01,other\n\nP5,1990-01-01,unknown\nP6,x,female\n')
+    write(
+        src / "patients.csv",
+        "patient_id,birth_date,sex\nP1,1990-01-01,female\nP2,1990-01-01\n"
+        'P3,1990-01-01,male,extra\n"P\n4",1990-01-01,other\n\nP5,1990-01-01,unknown\nP6,x,female\n',
+    )
     db = tmp_path / "a.duckdb"
     summary, _ = run(db, src)
     c = summary.tables["patients"]
     assert (c.read, c.loaded, c.quarantined) == (6, 3, 3)
     assert rows(db, "SELECT patient_id, _line_number FROM patients ORDER BY _line_number") == [
-        ("P1", 2), ("P\n4", 5), ("P5", 8)]
+        ("P1", 2),
+        ("P\n4", 5),
+        ("P5", 8),
+    ]
     got = rows(db, "SELECT line_number, column_name, reason FROM quarantine ORDER BY line_number")
     assert [g[0] for g in got] == [3, 4, 9]
     assert "missing columns" in got[0][2] and "too many columns" in got[1][2]
@@ -333,13 +441,19 @@ def test_drug_master_from_source_replaces_shipped(tmp_path: Path) -> None:
     run(db, src)
     shipped = rows(db, "SELECT count(*) FROM drug_master")[0][0]
     assert shipped > 10
-    write(src / "drug_master.csv", "code_prefix,narcotic,psychotropic,high_risk,emergency_contraceptive,"
-          "first_visit_caution\n811,有,無,無,無,有\n1124,無,有,無,無,有\n", "cp932")
+    write(
+        src / "drug_master.csv",
+        "code_prefix,narcotic,psychotropic,high_risk,emergency_contraceptive,"
+        "first_visit_caution\n811,有,無,無,無,有\n1124,無,有,無,無,有\n",
+        "cp932",
+    )
     summary, _ = run(db, src)
     assert summary.tables["drug_master"].deleted == shipped - 1  # 811 is in both: updated
     assert summary.tables["drug_master"].updated == 1
     assert rows(db, "SELECT drug_code, narcotic, psychotropic FROM drug_master ORDER BY 1") == [
-        ("1124", False, True), ("811", True, False)]
+        ("1124", False, True),
+        ("811", True, False),
+    ]
     summary, _ = run(db, src)
     assert summary.tables["drug_master"].unchanged == 2 and summary.tables["drug_master"].deleted == 0
 
@@ -350,24 +464,46 @@ def test_rejected_line_in_the_middle_keeps_line_numbers(tmp_path: Path) -> None:
     db = tmp_path / "a.duckdb"
     summary, text = run(db, src)
     assert summary.ok and "(unnamed column 3)" in text
-    assert rows(db, "SELECT patient_id, _line_number FROM patients ORDER BY 2") == [("P1", 2), ("P3", 4), ("P5", 6)]
+    assert rows(db, "SELECT patient_id, _line_number FROM patients ORDER BY 2") == [
+        ("P1", 2),
+        ("P3", 4),
+        ("P5", 6),
+    ]
     assert rows(db, "SELECT line_number, column_name FROM quarantine ORDER BY 1") == [(3, None), (5, "sex")]
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("patient_name", True), ("PatientName", True), ("patientname", True), ("name", True), ("Tel", True),
-    ("phonenumber", True), ("e_mail", True), ("住所", True), ("患者氏名", True), ("電話番号", True),
-    ("insurance_no", True), ("hotel", False), ("blood_type", False), ("session_id", False),
-    ("birth_date", False), ("user_id", False),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("patient_name", True),
+        ("PatientName", True),
+        ("patientname", True),
+        ("name", True),
+        ("Tel", True),
+        ("phonenumber", True),
+        ("e_mail", True),
+        ("住所", True),
+        ("患者氏名", True),
+        ("電話番号", True),
+        ("insurance_no", True),
+        ("hotel", False),
+        ("blood_type", False),
+        ("session_id", False),
+        ("birth_date", False),
+        ("user_id", False),
+    ],
+)
 def test_direct_identifier_names(name: str, expected: bool) -> None:
-    from toolkit.ingest_sql import looks_like_identifier
+    from toolkit.ingest.parse import looks_like_identifier
+
     assert looks_like_identifier(name) is expected
 
 
 def test_duplicate_across_files_and_quarantine_follows_the_file(tmp_path: Path) -> None:
     src = tmp_path / "src"
-    write(src / "sessions" / "a.csv", f"{SESSION_HEADER}\n{session_row('S1')}\n{session_row('S2', kind='x')}\n")
+    write(
+        src / "sessions" / "a.csv", f"{SESSION_HEADER}\n{session_row('S1')}\n{session_row('S2', kind='x')}\n"
+    )
     write(src / "sessions" / "b.csv", f"{SESSION_HEADER}\n{session_row('S1', kind='online_referral')}\n")
     db = tmp_path / "a.duckdb"
     summary, _ = run(db, src)
@@ -386,6 +522,7 @@ def test_duplicate_across_files_and_quarantine_follows_the_file(tmp_path: Path) 
 def test_temp_copies_of_killed_ingests_are_removed(tmp_path: Path) -> None:
     import subprocess
     import tempfile
+
     dead = subprocess.Popen(["true"])
     dead.wait()
     stale = Path(tempfile.gettempdir()) / f"{ingest.TMP_PREFIX}{dead.pid}-test"

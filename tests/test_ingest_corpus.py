@@ -49,7 +49,9 @@ def test_bad_input(case: dict, template_db: Path, tmp_path: Path) -> None:
         assert case["message"] in summary.errors[0]
         if table:
             assert table not in summary.tables or summary.tables[table].read == 0
-            assert rows(db, f"SELECT count(*) FROM {table} WHERE starts_with(_source_file, '{path}')")[0][0] == 0
+            assert (
+                rows(db, f"SELECT count(*) FROM {table} WHERE starts_with(_source_file, '{path}')")[0][0] == 0
+            )
             assert rows(db, f"SELECT count(*) FROM quarantine WHERE {mine}")[0][0] == 0
         return
     assert summary.ok, summary.errors

@@ -14,16 +14,16 @@ import duckdb
 import pytest
 
 from tests.ingest_helpers import SESSION_HEADER, session_row, write
-from toolkit import ingest
 from toolkit.contract import TABLE_ORDER
+from toolkit.ingest import run as ingest
 
 RECORDS = {
     "quarantine": "SELECT table_name, source_file, line_number, column_name, reason, raw_row FROM quarantine",
     "row_changes": "SELECT table_name, row_key, change, old_hash, new_hash FROM row_changes",
     "ingest_files": "SELECT table_name, path, file_format, columns_present, rows_read, rows_loaded, "
-                    "rows_quarantined FROM ingest_files",
+    "rows_quarantined FROM ingest_files",
     "ingest_runs": "SELECT rows_read, rows_loaded, rows_quarantined, rows_inserted, rows_updated, rows_unchanged "
-                   "FROM ingest_runs",
+    "FROM ingest_runs",
 }
 
 
@@ -80,37 +80,61 @@ def _csv_rel(path: Path) -> str:
     return f"SELECT * FROM read_csv('{path}', all_varchar=true, header=true)"
 
 
-def test_direct_matches_staged_with_bad_rows_and_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_direct_matches_staged_with_bad_rows_and_duplicates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     csv = tmp_path / "csv"
     sessions = [session_row(f"S{i}") for i in range(1, 9)]
     write(csv / "sessions.csv", "\n".join([SESSION_HEADER, *sessions]) + "\n")
-    write(csv / "bad.csv", "\n".join([
-        SESSION_HEADER,
-        session_row("S20", kind="bogus 'q' ユ"),      # not an enum value
-        session_row("S21", started="not a time"),       # not a timestamp
-        session_row(""),                                # missing key
-        session_row("S3"),                              # identical duplicate (other file)
-        session_row("S4", kind="pre_consultation"),     # conflicting duplicate (other file)
-        session_row("S22"), session_row("S22"),         # identical within the file
-        session_row("S23"), session_row("S23", kind="pre_consultation"),  # conflict within the file
-    ]) + "\n")
-    write(csv / "access_log.csv", "session_id,at,event,actor,mfa\nS1,2026-04-01T09:00:00,join,doctor,1\n"
-          "S1,2026-04-01T09:15:00,weird,doctor,1\n,2026-04-01T09:16:00,join,doctor,1\n"
-          "S1,2026-04-01T09:00:00,join,doctor,1\n")
+    write(
+        csv / "bad.csv",
+        "\n".join(
+            [
+                SESSION_HEADER,
+                session_row("S20", kind="bogus 'q' ユ"),  # not an enum value
+                session_row("S21", started="not a time"),  # not a timestamp
+                session_row(""),  # missing key
+                session_row("S3"),  # identical duplicate (other file)
+                session_row("S4", kind="pre_consultation"),  # conflicting duplicate (other file)
+                session_row("S22"),
+                session_row("S22"),  # identical within the file
+                session_row("S23"),
+                session_row("S23", kind="pre_consultation"),  # conflict within the file
+            ]
+        )
+        + "\n",
+    )
+    write(
+        csv / "access_log.csv",
+        "session_id,at,event,actor,mfa\nS1,2026-04-01T09:00:00,join,doctor,1\n"
+        "S1,2026-04-01T09:15:00,weird,doctor,1\n,2026-04-01T09:16:00,join,doctor,1\n"
+        "S1,2026-04-01T09:00:00,join,doctor,1\n",
+    )
     src = tmp_path / "src"
     _parquet(src / "sessions" / "part-0.parquet", _csv_rel(csv / "sessions.csv"))
     _parquet(src / "sessions" / "part-1.parquet", _csv_rel(csv / "bad.csv"))
     _parquet(src / "access_log.parquet", _csv_rel(csv / "access_log.csv"))
     # native types as well: a typed Parquet file for patients
-    _parquet(src / "patients.parquet", "SELECT 'P1' AS patient_id, DATE '1990-02-03' AS birth_date, 'female' AS sex "
-             "UNION ALL SELECT 'P2', NULL, 'unknown_value'")
+    _parquet(
+        src / "patients.parquet",
+        "SELECT 'P1' AS patient_id, DATE '1990-02-03' AS birth_date, 'female' AS sex "
+        "UNION ALL SELECT 'P2', NULL, 'unknown_value'",
+    )
     # a second ingest: sessions changed (re-ingest path), care_plans new (direct again)
     src2 = tmp_path / "src2"
-    write(csv / "s2.csv", "\n".join([SESSION_HEADER, session_row("S1", kind="pre_consultation"),
-                                     *sessions[1:], session_row("S30")]) + "\n")
+    write(
+        csv / "s2.csv",
+        "\n".join(
+            [SESSION_HEADER, session_row("S1", kind="pre_consultation"), *sessions[1:], session_row("S30")]
+        )
+        + "\n",
+    )
     _parquet(src2 / "sessions.parquet", _csv_rel(csv / "s2.csv"))
-    write(csv / "cp.csv", "care_plan_id,patient_id,created_at,has_content\nCP1,P1,2026-03-01T10:00:00+09:00,yes\n"
-          "CP1,P1,2026-03-01T10:00:00+09:00,yes\nCP2,P1,2026-03-02,maybe\n")
+    write(
+        csv / "cp.csv",
+        "care_plan_id,patient_id,created_at,has_content\nCP1,P1,2026-03-01T10:00:00+09:00,yes\n"
+        "CP1,P1,2026-03-01T10:00:00+09:00,yes\nCP2,P1,2026-03-02,maybe\n",
+    )
     _parquet(src2 / "care_plans.parquet", _csv_rel(csv / "cp.csv"))
     res = _compare(tmp_path, [src, src2, src], monkeypatch)
     assert res[-1] == ["access_log", "care_plans", "patients", "sessions"]
@@ -125,8 +149,10 @@ def test_file_failing_mid_read_falls_back_to_staged(tmp_path: Path, monkeypatch:
     _parquet(src / "doctors.parquet", "SELECT 'D1' AS doctor_id, 'I1' AS institution_id")
     path = src / "patients.parquet"
     con = duckdb.connect()
-    con.execute(f"COPY (SELECT 'P' || i AS patient_id, 'female' AS sex FROM range(50000) t(i)) TO '{path}' "
-                "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 5000)")
+    con.execute(
+        f"COPY (SELECT 'P' || i AS patient_id, 'female' AS sex FROM range(50000) t(i)) TO '{path}' "
+        "(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 5000)"
+    )
     con.close()
     data = bytearray(path.read_bytes())
     for i in range(len(data) * 2 // 5, len(data) * 3 // 5):

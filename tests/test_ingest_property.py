@@ -15,8 +15,25 @@ from toolkit.contract import TABLES
 COLUMNS = TABLES["sessions"].column_names[:12]
 VALUES = st.one_of(
     st.none(),
-    st.sampled_from(["", "true", "はい", "online_care", "2026-04-01T09:00:00", "2026-02-30", "1", "S1", " ",
-                     "１２", "\ufeff", '"', ",", "\n", "\r\n"]),
+    st.sampled_from(
+        [
+            "",
+            "true",
+            "はい",
+            "online_care",
+            "2026-04-01T09:00:00",
+            "2026-02-30",
+            "1",
+            "S1",
+            " ",
+            "１２",
+            "\ufeff",
+            '"',
+            ",",
+            "\n",
+            "\r\n",
+        ]
+    ),
     st.text(max_size=12),
 )
 ROW = st.fixed_dictionaries({c: VALUES for c in COLUMNS})
@@ -49,4 +66,6 @@ def test_random_sessions_rows_never_crash(work: Path, data: list[dict]) -> None:
     assert c.read == c.loaded + c.quarantined
     assert c.read == len(data)
     assert rows(db, f"SELECT count(*) FROM quarantine WHERE {mine}")[0][0] == c.quarantined
-    assert rows(db, f"SELECT count(*) FROM sessions WHERE starts_with(_source_file, '{src}')")[0][0] <= c.loaded
+    assert (
+        rows(db, f"SELECT count(*) FROM sessions WHERE starts_with(_source_file, '{src}')")[0][0] <= c.loaded
+    )

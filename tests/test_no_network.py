@@ -34,13 +34,32 @@ def _run(argv: list[str], log: Path, home: Path) -> subprocess.CompletedProcess[
     trace = log.with_suffix(f".strace{len(list(log.parent.glob('*.strace*')))}")
     cmd = [sys.executable, "-m", "toolkit", *argv]
     if STRACE:
-        cmd = [STRACE, "-f", "-qq", "--seccomp-bpf", "-e", "trace=connect,sendto,sendmsg", "-o", str(trace), *cmd]
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600, env=env(
-        {"OCAUDIT_NET_LOG": str(log), "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}, [NO_NET]))
+        cmd = [
+            STRACE,
+            "-f",
+            "-qq",
+            "--seccomp-bpf",
+            "-e",
+            "trace=connect,sendto,sendmsg",
+            "-o",
+            str(trace),
+            *cmd,
+        ]
+    r = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env=env(
+            {"OCAUDIT_NET_LOG": str(log), "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}, [NO_NET]
+        ),
+    )
     assert not log.exists(), (argv, log.read_text(encoding="utf-8"))
     if STRACE:
-        inet = [ln for ln in trace.read_text(encoding="utf-8", errors="replace").splitlines()
-                if "AF_INET" in ln]
+        inet = [
+            ln for ln in trace.read_text(encoding="utf-8", errors="replace").splitlines() if "AF_INET" in ln
+        ]
         assert inet == [], (argv, inet[:5])
     return r
 
@@ -48,11 +67,18 @@ def _run(argv: list[str], log: Path, home: Path) -> subprocess.CompletedProcess[
 def test_the_guard_catches_an_attempt(tmp_path):
     """Positive control: the hook does record and block a real connection attempt."""
     log = tmp_path / "net.log"
-    code = "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=1)\nexcept OSError:\n    pass\n" \
-           "import urllib.request\ntry:\n    urllib.request.urlopen('http://example.invalid/', timeout=1)\n" \
-           "except Exception:\n    pass\n"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                       env=env({"OCAUDIT_NET_LOG": str(log)}, [NO_NET]))
+    code = (
+        "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=1)\nexcept OSError:\n    pass\n"
+        "import urllib.request\ntry:\n    urllib.request.urlopen('http://example.invalid/', timeout=1)\n"
+        "except Exception:\n    pass\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env({"OCAUDIT_NET_LOG": str(log)}, [NO_NET]),
+    )
     assert r.returncode == 0, r.stderr
     text = log.read_text(encoding="utf-8")
     assert "192.0.2.1" in text and "example.invalid" in text
@@ -71,15 +97,53 @@ def test_every_command_opens_no_connection(tmp_path):
         ["--version"],
         ["generate", "--sessions", "300", "--seed", "3", "--out", str(gen), "--format", "csv"],
         ["ingest", "--db", str(db), str(data)],
-        ["audit", "--db", str(db), "--rules", "consent.*,ec.*", "--as-of", "2026-10-31",
-         "--violations", str(out / "v.csv"), "--json", str(out / "a.json")],
+        [
+            "audit",
+            "--db",
+            str(db),
+            "--rules",
+            "consent.*,ec.*",
+            "--as-of",
+            "2026-10-31",
+            "--violations",
+            str(out / "v.csv"),
+            "--json",
+            str(out / "a.json"),
+        ],
         ["report", "--db", str(db), "--out", str(out / "report.html")],
         ["feedback", "--db", str(db), "--out", str(out / "feedback")],
-        ["survey", "ec", "--db", str(db), "--period", "2026-04..2026-09", "--institution", "I0001",
-         "--out", str(out / "s1")],
-        ["survey", "ec", "--db", str(db), "--period", "2026-04..2026-09", "--institution", "I0002",
-         "--out", str(out / "s2")],
-        ["survey", "merge", str(out / "s1" / "package"), str(out / "s2" / "package"), "--out", str(out / "merged")],
+        [
+            "survey",
+            "ec",
+            "--db",
+            str(db),
+            "--period",
+            "2026-04..2026-09",
+            "--institution",
+            "I0001",
+            "--out",
+            str(out / "s1"),
+        ],
+        [
+            "survey",
+            "ec",
+            "--db",
+            str(db),
+            "--period",
+            "2026-04..2026-09",
+            "--institution",
+            "I0002",
+            "--out",
+            str(out / "s2"),
+        ],
+        [
+            "survey",
+            "merge",
+            str(out / "s1" / "package"),
+            str(out / "s2" / "package"),
+            "--out",
+            str(out / "merged"),
+        ],
     ]
     for argv in cmds:
         r = _run(argv, log, home)
@@ -102,6 +166,21 @@ def test_strace_guard_catches_an_attempt(tmp_path):
     """Positive control of the system-call guard."""
     trace = tmp_path / "t.strace"
     code = "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=0.2)\nexcept OSError:\n    pass\n"
-    subprocess.run([STRACE, "-f", "-qq", "-e", "trace=connect,sendto,sendmsg", "-o", str(trace),
-                    sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    subprocess.run(
+        [
+            STRACE,
+            "-f",
+            "-qq",
+            "-e",
+            "trace=connect,sendto,sendmsg",
+            "-o",
+            str(trace),
+            sys.executable,
+            "-c",
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "AF_INET" in trace.read_text(encoding="utf-8")

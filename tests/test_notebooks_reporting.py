@@ -25,15 +25,21 @@ def db(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory)
 
 
 def test_all_four_notebooks_found() -> None:
-    assert [p.stem for p in NOTEBOOKS] == ["01_overview", "02_rule_drilldown", "03_doctor_feedback",
-                                           "04_trends_and_run_comparison"]
+    assert [p.stem for p in NOTEBOOKS] == [
+        "01_overview",
+        "02_rule_drilldown",
+        "03_doctor_feedback",
+        "04_trends_and_run_comparison",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_is_committed_clean_and_parametrised(path: Path) -> None:
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "commit without outputs"
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), (
+        "commit without outputs"
+    )
     assert "parameters" in code[0].metadata.get("tags", [])
     assert code[0].source.startswith("DB = ")
 
@@ -43,9 +49,10 @@ def test_notebook_is_committed_clean_and_parametrised(path: Path) -> None:
 def test_notebook_runs(path: Path, db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OCAUDIT_DB", str(db))
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=300, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent)}})
-    client.execute()                       # raises CellExecutionError on any failing cell
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
+    client.execute()  # raises CellExecutionError on any failing cell
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("image/svg+xml" in o.get("data", {}) for o in outputs), "at least one chart drawn offline"

@@ -58,12 +58,33 @@ def pipeline(tmp_path_factory):
     db = out / "clinic.duckdb"
     cmds = [
         ["ingest", "--db", str(db), str(data)],
-        ["audit", "--db", str(db), "--rules", RULES, "--as-of", "2026-10-31",
-         "--violations", str(out / "violations.csv"), "--json", str(out / "audit.json")],
+        [
+            "audit",
+            "--db",
+            str(db),
+            "--rules",
+            RULES,
+            "--as-of",
+            "2026-10-31",
+            "--violations",
+            str(out / "violations.csv"),
+            "--json",
+            str(out / "audit.json"),
+        ],
         ["report", "--db", str(db), "--out", str(out / "report.html")],
         ["feedback", "--db", str(db), "--out", str(out / "feedback")],
-        ["survey", "ec", "--db", str(db), "--period", "2026-04..2026-09", "--institution", "I0001",
-         "--out", str(out / "survey")],
+        [
+            "survey",
+            "ec",
+            "--db",
+            str(db),
+            "--period",
+            "2026-04..2026-09",
+            "--institution",
+            "I0001",
+            "--out",
+            str(out / "survey"),
+        ],
     ]
     results = {}
     for argv in cmds:
@@ -115,15 +136,16 @@ import os
 import re
 os.umask(0o022)
 from toolkit import store
-con = store.connect({str(tmp_path / 'w.duckdb')!r})
+con = store.connect({str(tmp_path / "w.duckdb")!r})
 con.execute("CREATE TABLE t AS SELECT range AS x FROM range(1000)")
-st = os.stat({str(tmp_path / 'w.duckdb.wal')!r})
+st = os.stat({str(tmp_path / "w.duckdb.wal")!r})
 print(oct(st.st_mode & 0o777))
 """
     import subprocess
     import sys
 
     from tests.fixtures.secutil import ROOT, env
+
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env(), cwd=ROOT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "0o600"
@@ -134,12 +156,26 @@ def test_canaries_never_leave_the_database(pipeline):
     db = pipeline["db"]
     con = store.connect(db, read_only=True)
     try:  # the canaries did get in (the test would be vacuous otherwise) …
-        assert con.execute("SELECT count(*) FROM prescriptions WHERE drug_name = ?", [CANARY_FIELD]).fetchone()[0] == 1
-        assert con.execute("SELECT count(*) FROM quarantine WHERE raw_row LIKE ?", [f"%{CANARY_RAW}%"]).fetchone()[0] == 1
+        assert (
+            con.execute("SELECT count(*) FROM prescriptions WHERE drug_name = ?", [CANARY_FIELD]).fetchone()[
+                0
+            ]
+            == 1
+        )
+        assert (
+            con.execute(
+                "SELECT count(*) FROM quarantine WHERE raw_row LIKE ?", [f"%{CANARY_RAW}%"]
+            ).fetchone()[0]
+            == 1
+        )
         # … and the raw row sits only in quarantine
-        for (t,) in con.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-                                "AND table_type = 'BASE TABLE' AND table_name <> 'quarantine'").fetchall():
-            n = con.execute(f'SELECT count(*) FROM "{t}" x WHERE CAST(x AS VARCHAR) LIKE ?', [f"%{CANARY_RAW}%"])
+        for (t,) in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "AND table_type = 'BASE TABLE' AND table_name <> 'quarantine'"
+        ).fetchall():
+            n = con.execute(
+                f'SELECT count(*) FROM "{t}" x WHERE CAST(x AS VARCHAR) LIKE ?', [f"%{CANARY_RAW}%"]
+            )
             assert n.fetchone()[0] == 0, t
     finally:
         con.close()
@@ -169,7 +205,9 @@ def test_no_csv_cell_is_a_formula(pipeline):
             for row in csv.reader(fh):
                 for cell in row:
                     n += 1
-                    bad = cell[:1] in ("=", "+", "@", "\t", "\r") or (cell[:1] == "-" and not _is_number(cell))
+                    bad = cell[:1] in ("=", "+", "@", "\t", "\r") or (
+                        cell[:1] == "-" and not _is_number(cell)
+                    )
                     assert not bad, (p.name, cell)
     assert n > 100
 
@@ -216,9 +254,12 @@ def test_identifier_column_refused_end_to_end(tmp_path, column):
         con = store.connect(db, read_only=True)
         try:
             assert con.execute("SELECT count(*) FROM patients").fetchone()[0] == 0  # nothing of that file
-            for (t,) in con.execute("SELECT table_name FROM information_schema.tables "
-                                    "WHERE table_type = 'BASE TABLE'").fetchall():
-                hit = con.execute(f'SELECT count(*) FROM "{t}" x WHERE CAST(x AS VARCHAR) LIKE ?', [f"%{value}%"])
+            for (t,) in con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE'"
+            ).fetchall():
+                hit = con.execute(
+                    f'SELECT count(*) FROM "{t}" x WHERE CAST(x AS VARCHAR) LIKE ?', [f"%{value}%"]
+                )
                 assert hit.fetchone()[0] == 0, t
         finally:
             con.close()
@@ -227,8 +268,12 @@ def test_identifier_column_refused_end_to_end(tmp_path, column):
 def test_error_messages_name_ids_not_values(tmp_path):
     """A quarantined row is explained by file, line and column — its values are not printed."""
     d = make_data(tmp_path / "data", sessions=5)
-    rewrite_csv(d / "sessions.csv", lambda rows: rows + [{**rows[0], "session_id": "S-Q1", "started_at": CANARY_RAW,
-                                                          "platform": CANARY_FIELD}])
+    rewrite_csv(
+        d / "sessions.csv",
+        lambda rows: (
+            rows + [{**rows[0], "session_id": "S-Q1", "started_at": CANARY_RAW, "platform": CANARY_FIELD}]
+        ),
+    )
     r = cli("ingest", "--db", str(tmp_path / "c.duckdb"), str(d))
     assert r.returncode == 0, r.stderr
     assert "quarantined" in r.stdout and "started_at" in r.stdout
@@ -251,7 +296,9 @@ def test_identifier_column_dropped_by_the_mapping_is_not_stored(tmp_path):
     con = store.connect(db, read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM patients").fetchone()[0] == len(rows)
-        hit = con.execute("SELECT count(*) FROM quarantine x WHERE CAST(x AS VARCHAR) LIKE '%CANARY_NAME_789%'")
+        hit = con.execute(
+            "SELECT count(*) FROM quarantine x WHERE CAST(x AS VARCHAR) LIKE '%CANARY_NAME_789%'"
+        )
         assert hit.fetchone()[0] == 0
     finally:
         con.close()

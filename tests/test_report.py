@@ -20,9 +20,9 @@ from tests.reporting_fixtures import (
     html_rows,
     pipeline_available,
 )
-from toolkit import report
 from toolkit.cli import main
 from toolkit.errors import UserError
+from toolkit.report import html as report
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +48,12 @@ def _sql(db: Path, q: str, params: list | None = None) -> list[tuple]:
 
 def test_rule_rows_equal_rule_results(db: Path, html: str) -> None:
     rows = {r["data-rule"]: r for r in html_rows(html, "rule-row")}
-    stored = _sql(db, "SELECT rule_id, level, status, denominator, violated, not_evidenced FROM rule_results"
-                      " WHERE run_id = ?", [RUN2])
+    stored = _sql(
+        db,
+        "SELECT rule_id, level, status, denominator, violated, not_evidenced FROM rule_results"
+        " WHERE run_id = ?",
+        [RUN2],
+    )
     assert set(rows) == {s[0] for s in stored}
     for rule_id, level, status, n, v, ne in stored:
         r = rows[rule_id]
@@ -57,7 +61,11 @@ def test_rule_rows_equal_rule_results(db: Path, html: str) -> None:
         if status == "not_evaluable":
             assert r["data-denominator"] == "" and r["data-rate"] == ""
             continue
-        assert (int(r["data-denominator"]), int(r["data-violated"]), int(r["data-not-evidenced"])) == (n, v, ne)
+        assert (int(r["data-denominator"]), int(r["data-violated"]), int(r["data-not-evidenced"])) == (
+            n,
+            v,
+            ne,
+        )
         assert int(r["data-compliant"]) == n - v - ne
         if n:
             assert float(r["data-rate"]) == pytest.approx((n - v - ne) / n)
@@ -68,10 +76,16 @@ def test_rule_rows_equal_rule_results(db: Path, html: str) -> None:
 
 def test_summary_is_must_only_and_pooled(db: Path, html: str) -> None:
     summary = {r["data-rule"] for r in html_rows(html, "summary-row")}
-    must = {r[0] for r in _sql(db, "SELECT rule_id FROM rule_results WHERE run_id = ? AND level = 'must'", [RUN2])}
+    must = {
+        r[0] for r in _sql(db, "SELECT rule_id FROM rule_results WHERE run_id = ? AND level = 'must'", [RUN2])
+    }
     assert summary == must
-    n, bad = _sql(db, "SELECT sum(denominator), sum(violated + not_evidenced) FROM rule_results"
-                      " WHERE run_id = ? AND level = 'must' AND status IN ('passed', 'failed')", [RUN2])[0]
+    n, bad = _sql(
+        db,
+        "SELECT sum(denominator), sum(violated + not_evidenced) FROM rule_results"
+        " WHERE run_id = ? AND level = 'must' AND status IN ('passed', 'failed')",
+        [RUN2],
+    )[0]
     kpi = element_attrs(html, "must-kpi")
     assert int(kpi["data-denominator"]) == n
     assert float(kpi["data-rate"]) == pytest.approx((n - bad) / n)
@@ -80,14 +94,32 @@ def test_summary_is_must_only_and_pooled(db: Path, html: str) -> None:
 def test_sections_and_appendices_present(html: str) -> None:
     sections = [r["data-section"] for r in html_rows(html, "guideline-section")]
     # must rules, attestation-only (V-2-(2)) and should-only (V-2-(5), V-3-(3)) sections, in guideline order
-    assert sections == ["V-1-(1)", "V-1-(2)", "V-1-(6)", "V-2-(1)", "V-2-(2)", "V-2-(5)", "V-3-(1)", "V-3-(3)"]
+    assert sections == [
+        "V-1-(1)",
+        "V-1-(2)",
+        "V-1-(6)",
+        "V-2-(1)",
+        "V-2-(2)",
+        "V-2-(5)",
+        "V-3-(1)",
+        "V-3-(3)",
+    ]
     items = {r["data-item"]: r["data-attested"] for r in html_rows(html, "attest-item")}
     assert items == {"place.clean_safe": "True", "emergency.setup": ""}
-    for anchor in ("summary", "dq", "coverage", "changes", "providers", "appendix-should", "appendix-catalogue",
-                   "appendix-params", "appendix-howto"):
+    for anchor in (
+        "summary",
+        "dq",
+        "coverage",
+        "changes",
+        "providers",
+        "appendix-should",
+        "appendix-catalogue",
+        "appendix-params",
+        "appendix-howto",
+    ):
         assert f'id="{anchor}"' in html
     assert html.index('id="dq"') < html.index('id="must-overall"') < html.index('id="sec-V-1-(1)"')
-    assert "security.mfa" in html[html.index('id="not-evaluated"'):]
+    assert "security.mfa" in html[html.index('id="not-evaluated"') :]
 
 
 def test_dq_and_coverage(db: Path, html: str) -> None:
@@ -99,25 +131,35 @@ def test_dq_and_coverage(db: Path, html: str) -> None:
 
 
 def test_changes_equal_violation_set_differences(db: Path, html: str) -> None:
-    got = {r["data-rule"]: (int(r["data-new"]), int(r["data-persisting"]), int(r["data-resolved"]))
-           for r in html_rows(html, "change-row")}
-    q = ("SELECT DISTINCT rule_id, entity_id FROM violations WHERE run_id = ?")
+    got = {
+        r["data-rule"]: (int(r["data-new"]), int(r["data-persisting"]), int(r["data-resolved"]))
+        for r in html_rows(html, "change-row")
+    }
+    q = "SELECT DISTINCT rule_id, entity_id FROM violations WHERE run_id = ?"
     cur, prev = set(_sql(db, q, [RUN2])), set(_sql(db, q, [RUN1]))
     for rule_id, (new, persisting, resolved) in got.items():
         c = {e for r, e in cur if r == rule_id}
         p = {e for r, e in prev if r == rule_id}
         assert (new, persisting, resolved) == (len(c - p), len(c & p), len(p - c))
     verdicts = {r["data-rule"]: r["data-verdict"] for r in html_rows(html, "rate-change-row")}
-    assert verdicts["first_visit.basis"] == "worse"          # the fixture's deliberately worse rule
+    assert verdicts["first_visit.basis"] == "worse"  # the fixture's deliberately worse rule
     assert verdicts["training.doctor_online"] == "no_change"
 
 
 def test_ec_funnel_counts(db: Path, html: str) -> None:
     stages = {int(r["data-stage"]): int(r["data-count"]) for r in html_rows(html, "ec-stage")}
-    (fu_n, fu_ok), = _sql(db, "SELECT denominator, denominator - violated - not_evidenced FROM rule_results"
-                             " WHERE run_id = ? AND rule_id = 'ec.follow_up'", [RUN2])
-    (wi_n, wi_ok), = _sql(db, "SELECT denominator, denominator - violated - not_evidenced FROM rule_results"
-                             " WHERE run_id = ? AND rule_id = 'ec.witnessed_intake'", [RUN2])
+    ((fu_n, fu_ok),) = _sql(
+        db,
+        "SELECT denominator, denominator - violated - not_evidenced FROM rule_results"
+        " WHERE run_id = ? AND rule_id = 'ec.follow_up'",
+        [RUN2],
+    )
+    ((wi_n, wi_ok),) = _sql(
+        db,
+        "SELECT denominator, denominator - violated - not_evidenced FROM rule_results"
+        " WHERE run_id = ? AND rule_id = 'ec.witnessed_intake'",
+        [RUN2],
+    )
     assert stages == {1: fu_n, 2: wi_n, 3: wi_ok, 4: fu_ok}
 
 
@@ -128,9 +170,9 @@ def test_charts_inline_and_offline(html: str) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, flags=re.I)
     assert not re.search(r"https?://", html)
     assert "@import" not in html
-    assert not re.search(r"url\((?!#)", html)                  # only in-page references such as url(#clip)
+    assert not re.search(r"url\((?!#)", html)  # only in-page references such as url(#clip)
     ids = re.findall(r'\sid="([^"]+)"', html)
-    assert len(ids) == len(set(ids))                           # charts' clip/gradient ids do not collide
+    assert len(ids) == len(set(ids))  # charts' clip/gradient ids do not collide
 
 
 def test_xss_payload_is_escaped(html: str, db: Path, tmp_path: Path) -> None:
@@ -145,13 +187,21 @@ def test_institution_and_period_filter_recomputes_from_strata(db: Path, tmp_path
     out = tmp_path / "r.html"
     report.write_report(db, out, institution="I1", period="2026-08..2026-09")
     rows = {r["data-rule"]: r for r in html_rows(out.read_text(encoding="utf-8"), "rule-row")}
-    want = _sql(db, "SELECT rule_id, sum(denominator), sum(violated), sum(not_evidenced) FROM rule_results_strata"
-                    " WHERE run_id = ? AND institution_id = 'I1' AND (month IS NULL OR month BETWEEN"
-                    " '2026-08' AND '2026-09') GROUP BY rule_id", [RUN2])
+    want = _sql(
+        db,
+        "SELECT rule_id, sum(denominator), sum(violated), sum(not_evidenced) FROM rule_results_strata"
+        " WHERE run_id = ? AND institution_id = 'I1' AND (month IS NULL OR month BETWEEN"
+        " '2026-08' AND '2026-09') GROUP BY rule_id",
+        [RUN2],
+    )
     assert want
     for rule_id, n, v, ne in want:
         r = rows[rule_id]
-        assert (int(r["data-denominator"]), int(r["data-violated"]), int(r["data-not-evidenced"])) == (n, v, ne)
+        assert (int(r["data-denominator"]), int(r["data-violated"]), int(r["data-not-evidenced"])) == (
+            n,
+            v,
+            ne,
+        )
 
 
 def test_report_file_is_owner_only(db: Path, tmp_path: Path) -> None:
@@ -162,29 +212,39 @@ def test_report_file_is_owner_only(db: Path, tmp_path: Path) -> None:
 
 
 def _rates(db: Path) -> dict[str, float]:
-    return {r: (v + ne) / n for r, n, v, ne in _sql(
-        db, "SELECT rule_id, denominator, violated, not_evidenced FROM rule_results WHERE run_id = ? AND"
-            " denominator > 0", [RUN2])}
+    return {
+        r: (v + ne) / n
+        for r, n, v, ne in _sql(
+            db,
+            "SELECT rule_id, denominator, violated, not_evidenced FROM rule_results WHERE run_id = ? AND"
+            " denominator > 0",
+            [RUN2],
+        )
+    }
 
 
-@pytest.mark.parametrize(("extra", "code"), [
-    ([], 0),
-    (["--fail-on", "none"], 0),
-    (["--fail-on", "must"], 1),
-    (["--fail-on", "should"], 1),
-    (["--max-rate", "training.doctor_online=0"], 0),     # the rule that always passes
-    (["--max-rate", "ec.*=0.5"], 0),
-    (["--max-rate", "ec.*=0.01"], 1),
-    (["--max-rate", "first_visit.basis=0.99"], 0),
-    (["--run", "no-such-run"], 2),
-    (["--period", "2026-13..2026-14"], 2),
-    (["--period", "2026-09..2026-07"], 2),
-    (["--institution", "NOPE"], 2),
-    (["--max-rate", "consent.recorded"], 2),
-    (["--max-rate", "nosuch.*=0.1"], 2),
-])
-def test_exit_codes(db: Path, tmp_path: Path, extra: list[str], code: int,
-                    capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("extra", "code"),
+    [
+        ([], 0),
+        (["--fail-on", "none"], 0),
+        (["--fail-on", "must"], 1),
+        (["--fail-on", "should"], 1),
+        (["--max-rate", "training.doctor_online=0"], 0),  # the rule that always passes
+        (["--max-rate", "ec.*=0.5"], 0),
+        (["--max-rate", "ec.*=0.01"], 1),
+        (["--max-rate", "first_visit.basis=0.99"], 0),
+        (["--run", "no-such-run"], 2),
+        (["--period", "2026-13..2026-14"], 2),
+        (["--period", "2026-09..2026-07"], 2),
+        (["--institution", "NOPE"], 2),
+        (["--max-rate", "consent.recorded"], 2),
+        (["--max-rate", "nosuch.*=0.1"], 2),
+    ],
+)
+def test_exit_codes(
+    db: Path, tmp_path: Path, extra: list[str], code: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     rc = main(["report", "--db", str(db), "--out", str(tmp_path / "r.html"), *extra])
     assert rc == code
     cap = capsys.readouterr()
@@ -221,8 +281,15 @@ def test_no_runs_and_missing_db(tmp_path: Path) -> None:
 
 
 def test_cli_report_namespace(db: Path, tmp_path: Path) -> None:
-    args = argparse.Namespace(db=str(db), out=str(tmp_path / "x.html"), run=None, institution=None,
-                              period=None, fail_on="none", max_rate=[])
+    args = argparse.Namespace(
+        db=str(db),
+        out=str(tmp_path / "x.html"),
+        run=None,
+        institution=None,
+        period=None,
+        fail_on="none",
+        max_rate=[],
+    )
     assert report.cli_report(args) == 0
 
 
@@ -231,11 +298,17 @@ def test_violations_frame_filters(db: Path) -> None:
     try:
         all_v = report.violations_frame(con, RUN2)
         assert len(all_v) == _sql(db, "SELECT count(*) FROM violations WHERE run_id = ?", [RUN2])[0][0]
-        sub = report.violations_frame(con, RUN2, rule_id="ec.*", institution="I2", doctor="D5", month="2026-08")
+        sub = report.violations_frame(
+            con, RUN2, rule_id="ec.*", institution="I2", doctor="D5", month="2026-08"
+        )
         assert len(sub) and set(sub["doctor_id"]) == {"D5"} and sub["rule_id"].str.startswith("ec.").all()
         assert set(sub.columns) >= {"rule_id", "title_ja", "entity_id", "status", "institution_id", "month"}
-        n = _sql(db, "SELECT count(*) FROM violations WHERE run_id = ? AND rule_id LIKE 'ec.%' AND doctor_id = 'D5'"
-                     " AND month = '2026-08'", [RUN2])[0][0]
+        n = _sql(
+            db,
+            "SELECT count(*) FROM violations WHERE run_id = ? AND rule_id LIKE 'ec.%' AND doctor_id = 'D5'"
+            " AND month = '2026-08'",
+            [RUN2],
+        )[0][0]
         assert len(sub) == n
     finally:
         con.close()
@@ -245,8 +318,11 @@ def test_violations_frame_filters(db: Path) -> None:
 def test_report_renders_in_headless_chromium(html: str, tmp_path: Path) -> None:
     """Open the report file:// in headless Chromium: title, drawn SVG charts, no XSS element, no network use."""
     import shutil
-    chromium, driver = shutil.which("chromium") or "/usr/bin/chromium", shutil.which("chromedriver") or \
-        "/usr/bin/chromedriver"
+
+    chromium, driver = (
+        shutil.which("chromium") or "/usr/bin/chromium",
+        shutil.which("chromedriver") or "/usr/bin/chromedriver",
+    )
     if not (Path(chromium).exists() and Path(driver).exists()):
         pytest.skip("chromium/chromedriver not installed (run `make browser` to install Debian's packages)")
     from selenium import webdriver
@@ -257,9 +333,18 @@ def test_report_renders_in_headless_chromium(html: str, tmp_path: Path) -> None:
     assert not re.search(r"""\s(src|href)\s*=\s*["']?\s*https?:""", html, flags=re.I)
     opts = webdriver.ChromeOptions()
     opts.binary_location = chromium
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={tmp_path / 'chrome-profile'}", "--window-size=1280,1000"):
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chrome-profile'}",
+        "--window-size=1280,1000",
+    ):
         opts.add_argument(flag)
     browser = webdriver.Chrome(service=Service(driver), options=opts)
     try:
@@ -267,15 +352,17 @@ def test_report_renders_in_headless_chromium(html: str, tmp_path: Path) -> None:
         assert "Online care audit report" in browser.title
         sizes = browser.execute_script(
             "return Array.from(document.querySelectorAll('figure.chart > svg'))"
-            ".map(s => { const r = s.getBoundingClientRect(); return [r.width, r.height]; });")
+            ".map(s => { const r = s.getBoundingClientRect(); return [r.width, r.height]; });"
+        )
         assert len(sizes) >= 9 and all(w > 50 and h > 50 for w, h in sizes)
         assert browser.execute_script("return document.querySelectorAll('img[onerror], img').length") == 0
         assert browser.execute_script("return document.querySelectorAll('script').length") == 0
         shown = browser.execute_script("return document.body.innerText")
-        assert "<img src=x onerror=alert(1)>" in shown          # the payload is displayed as text
+        assert "<img src=x onerror=alert(1)>" in shown  # the payload is displayed as text
         external = browser.execute_script(
             "return performance.getEntriesByType('resource').map(e => e.name)"
-            ".filter(n => !n.startsWith('file:') && !n.startsWith('data:'))")
+            ".filter(n => !n.startsWith('file:') && !n.startsWith('data:'))"
+        )
         assert external == []
     finally:
         browser.quit()
@@ -290,7 +377,9 @@ def pipeline_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_end_to_end_sample_data(pipeline_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_end_to_end_sample_data(
+    pipeline_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """ingest sample_data → audit twice → report: the page's numbers equal the run store's."""
     out = tmp_path / "report.html"
     assert main(["report", "--db", str(pipeline_db), "--out", str(out)]) == 0
@@ -300,16 +389,23 @@ def test_end_to_end_sample_data(pipeline_db: Path, tmp_path: Path, capsys: pytes
     assert element_attrs(html, "run-meta")["data-run"] == run_id
     assert element_attrs(html, "run-meta")["data-previous-run"]
     rows = {r["data-rule"]: r for r in html_rows(html, "rule-row")}
-    stored = _sql(pipeline_db, "SELECT rule_id, status, denominator, violated, not_evidenced FROM rule_results"
-                               " WHERE run_id = ?", [run_id])
+    stored = _sql(
+        pipeline_db,
+        "SELECT rule_id, status, denominator, violated, not_evidenced FROM rule_results WHERE run_id = ?",
+        [run_id],
+    )
     assert len(stored) >= 40 and set(rows) == {s[0] for s in stored}
     for rule_id, status, n, v, ne in stored:
         r = rows[rule_id]
         assert r["data-status"] == status
         if status in ("not_evaluable", "error"):
-            assert r["data-denominator"] == "" and r["data-rate"] == ""      # unknown, not zero
+            assert r["data-denominator"] == "" and r["data-rate"] == ""  # unknown, not zero
             continue
-        assert (int(r["data-denominator"]), int(r["data-violated"]), int(r["data-not-evidenced"])) == (n, v, ne)
+        assert (int(r["data-denominator"]), int(r["data-violated"]), int(r["data-not-evidenced"])) == (
+            n,
+            v,
+            ne,
+        )
     # same data audited twice: nothing new, nothing resolved, no significant change
     for c in html_rows(html, "change-row"):
         assert c["data-new"] == "0" and c["data-resolved"] == "0"
@@ -317,22 +413,29 @@ def test_end_to_end_sample_data(pipeline_db: Path, tmp_path: Path, capsys: pytes
     assert html.count("<svg") >= 8
     assert not re.search(r"https?://", html)
     fail = main(["report", "--db", str(pipeline_db), "--out", str(out), "--fail-on", "must"])
-    any_must_bad = _sql(pipeline_db, "SELECT count(*) FROM rule_results WHERE run_id = ? AND level = 'must'"
-                                     " AND violated + not_evidenced > 0", [run_id])[0][0]
+    any_must_bad = _sql(
+        pipeline_db,
+        "SELECT count(*) FROM rule_results WHERE run_id = ? AND level = 'must'"
+        " AND violated + not_evidenced > 0",
+        [run_id],
+    )[0][0]
     assert fail == (1 if any_must_bad else 0)
     assert main(["feedback", "--db", str(pipeline_db), "--out", str(tmp_path / "fb")]) == 0
     assert (tmp_path / "fb" / "index.html").exists()
 
 
-@pytest.mark.parametrize(("text", "want"), [
-    ("2026-04..2026-06", ("2026-04", "2026-06")),
-    (" 2026-04..2026-04 ", ("2026-04", "2026-04")),
-    (None, None),
-    ("2026-4..2026-06", UserError),
-    ("2026-04-01..2026-06-30", UserError),
-    ("2026-06..2026-04", UserError),
-    ("2026-04", UserError),
-])
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("2026-04..2026-06", ("2026-04", "2026-06")),
+        (" 2026-04..2026-04 ", ("2026-04", "2026-04")),
+        (None, None),
+        ("2026-4..2026-06", UserError),
+        ("2026-04-01..2026-06-30", UserError),
+        ("2026-06..2026-04", UserError),
+        ("2026-04", UserError),
+    ],
+)
 def test_parse_period(text: str | None, want: tuple | type) -> None:
     if want is UserError:
         with pytest.raises(UserError):
@@ -341,13 +444,16 @@ def test_parse_period(text: str | None, want: tuple | type) -> None:
         assert report.parse_period(text) == want
 
 
-@pytest.mark.parametrize(("items", "want"), [
-    (["ec.*=0.01"], [("ec.*", 0.01)]),
-    (["consent.recorded=0", "exam.*=1"], [("consent.recorded", 0.0), ("exam.*", 1.0)]),
-    (["ec.*=1.5"], UserError),
-    (["=0.1"], UserError),
-    (["ec.*=abc"], UserError),
-])
+@pytest.mark.parametrize(
+    ("items", "want"),
+    [
+        (["ec.*=0.01"], [("ec.*", 0.01)]),
+        (["consent.recorded=0", "exam.*=1"], [("consent.recorded", 0.0), ("exam.*", 1.0)]),
+        (["ec.*=1.5"], UserError),
+        (["=0.1"], UserError),
+        (["ec.*=abc"], UserError),
+    ],
+)
 def test_parse_max_rates(items: list[str], want: list | type) -> None:
     if want is UserError:
         with pytest.raises(UserError):

@@ -8,7 +8,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from toolkit.safe_export import neutralise, neutralise_frame, write_csv, write_excel, write_rows_csv
+from toolkit.store.files import neutralise, neutralise_frame, write_csv, write_excel, write_rows_csv
 
 PAYLOADS = ["=cmd|' /C calc'!A0", "+1", "-2", "@SUM(1)", "\t=1", "\r=1"]
 

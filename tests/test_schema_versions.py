@@ -14,15 +14,20 @@ import pytest
 
 from tests.fixtures.make_v0_db import RUN, make
 from tests.fixtures.secutil import cli, make_data
-from toolkit import migrations, store
+from toolkit import store
+from toolkit.store import migrations
 
 
 def _cols(db: Path, table: str) -> list[str]:
     con = duckdb.connect(str(db), read_only=True)
     try:
-        return [r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
-            [table]).fetchall()]
+        return [
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
+                [table],
+            ).fetchall()
+        ]
     finally:
         con.close()
 
@@ -48,8 +53,9 @@ def test_new_file_records_the_version(tmp_path):
     db = tmp_path / "new.duckdb"
     con = store.connect(db)
     store.ensure_schema(con)
-    assert con.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'").fetchone()[0] \
-        == str(store.SCHEMA_VERSION)
+    assert con.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'").fetchone()[0] == str(
+        store.SCHEMA_VERSION
+    )
     con.close()
     assert migrations.LATEST == store.SCHEMA_VERSION  # every version has its migration
 
@@ -66,19 +72,30 @@ def test_v0_is_migrated_in_place_with_the_current_column_order(v0, tmp_path):
     con = store.connect(v0)
     store.ensure_schema(con)
     assert store.schema_version(con) == store.SCHEMA_VERSION
-    old = con.execute("SELECT rule_id, status, missing_columns, message FROM rule_results "
-                      "WHERE run_id = ? ORDER BY rule_id", [RUN]).fetchall()
+    old = con.execute(
+        "SELECT rule_id, status, missing_columns, message FROM rule_results "
+        "WHERE run_id = ? ORDER BY rule_id",
+        [RUN],
+    ).fetchall()
     present = dict(con.execute("SELECT table_name, columns_present FROM ingest_files").fetchall())
     n_viol = con.execute("SELECT count(*) FROM violations").fetchone()[0]
     con.close()
     # stages insert positionally: the migrated tables must have exactly the new layout
     for t in ("rule_results", "ingest_files"):
         assert _cols(v0, t) == _fresh_columns(tmp_path, t), t
-    assert old == [("consent.recorded", "failed", [], ""),
-                   ("ec.follow_up", "not_evaluable", None, "needed columns absent")]
+    assert old == [
+        ("consent.recorded", "failed", [], ""),
+        ("ec.follow_up", "not_evaluable", None, "needed columns absent"),
+    ]
     assert n_viol == 1  # nothing lost
     # columns_present: the contract columns holding a value in the v0 data
-    assert sorted(present["sessions"]) == ["doctor_id", "institution_id", "patient_id", "session_id", "started_at"]
+    assert sorted(present["sessions"]) == [
+        "doctor_id",
+        "institution_id",
+        "patient_id",
+        "session_id",
+        "started_at",
+    ]
     assert present["institutions"] == ["institution_id"]
     # a second open changes nothing
     h = _sha(v0)
@@ -95,8 +112,10 @@ def test_v0_migrated_by_the_cli_and_then_ingested(v0, tmp_path):
     con = store.connect(v0, read_only=True)
     assert store.schema_version(con) == store.SCHEMA_VERSION
     # the new ingest's positional INSERT landed in the right columns
-    rows = con.execute("SELECT encoding, columns_present, rows_read FROM ingest_files "
-                       "WHERE table_name = 'sessions' ORDER BY rows_read").fetchall()
+    rows = con.execute(
+        "SELECT encoding, columns_present, rows_read FROM ingest_files "
+        "WHERE table_name = 'sessions' ORDER BY rows_read"
+    ).fetchall()
     assert rows[-1][2] == 20 and "consent_at" in rows[-1][1]
     assert con.execute("SELECT count(*) FROM audit_runs").fetchone()[0] == 1  # the v0 run survived
     con.close()
@@ -129,7 +148,9 @@ def test_newer_version_is_refused_with_upgrade_advice(tmp_path):
     db = tmp_path / "future.duckdb"
     con = store.connect(db)
     store.ensure_schema(con)
-    con.execute("UPDATE schema_meta SET value = ? WHERE key = 'schema_version'", [str(store.SCHEMA_VERSION + 1)])
+    con.execute(
+        "UPDATE schema_meta SET value = ? WHERE key = 'schema_version'", [str(store.SCHEMA_VERSION + 1)]
+    )
     con.close()
     h = _sha(db)
     with pytest.raises(store.SchemaVersionError, match="Upgrade ocaudit"):

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.suppression import (
+from toolkit.survey.suppression import (
     count_text,
     grid_lines,
     lines_with_single_suppressed,
@@ -145,7 +145,7 @@ def test_property_no_single_hidden_cell_and_no_small_published(
 @given(st.data(), st.integers(min_value=2, max_value=12))
 def test_property_on_the_full_survey_layout(data: st.DataObject, threshold: int) -> None:
     """Random values on every survey cell: the fixed point holds over all lines and links."""
-    from toolkit.survey_tables import build_layout
+    from toolkit.survey.tables import build_layout
 
     layout = build_layout(["2026-04", "2026-05"])
     cells = sorted({c for ids in layout.owned.values() for c in ids} | {c for ln in layout.lines for c in ln})

@@ -17,7 +17,8 @@ import survey_fixtures as F  # noqa: E402
 from toolkit import survey  # noqa: E402
 from toolkit.cli import main  # noqa: E402
 from toolkit.errors import UserError  # noqa: E402
-from toolkit.survey_tables import EC_TOTAL, age_band, age_range, build_layout, parse_period  # noqa: E402
+from toolkit.survey.counts import age_band, age_range  # noqa: E402
+from toolkit.survey.tables import EC_TOTAL, build_layout, parse_period  # noqa: E402
 
 AS_OF = dt.date(2026, 7, 20)
 

@@ -15,8 +15,8 @@ import survey_fixtures as F  # noqa: E402
 
 from toolkit import survey  # noqa: E402
 from toolkit.cli import main  # noqa: E402
-from toolkit.survey_package import PackageRejected  # noqa: E402
-from toolkit.survey_tables import EC_TOTAL, build_layout  # noqa: E402
+from toolkit.survey.package import PackageRejected  # noqa: E402
+from toolkit.survey.tables import EC_TOTAL, build_layout  # noqa: E402
 
 AS_OF = dt.date(2026, 7, 20)
 SITES = {"A": 0, "B": 2, "C": 4}  # institution → E1..E7 cases left out (7, 5 and 3 cases)

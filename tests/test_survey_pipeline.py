@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import survey
 from toolkit.cli import main
+from toolkit.survey import run as survey
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
 
@@ -69,13 +69,21 @@ def test_t5_over_all_months_matches_the_audit_rule_results(pipeline_db: Path, tm
     import duckdb
 
     con = duckdb.connect(str(pipeline_db), read_only=True)
-    months = [r[0] for r in con.execute(
-        "SELECT DISTINCT strftime(timezone('Asia/Tokyo', s.started_at), '%Y-%m') FROM ec_cases e "
-        "JOIN sessions s USING (session_id) ORDER BY 1").fetchall()]
+    months = [
+        r[0]
+        for r in con.execute(
+            "SELECT DISTINCT strftime(timezone('Asia/Tokyo', s.started_at), '%Y-%m') FROM ec_cases e "
+            "JOIN sessions s USING (session_id) ORDER BY 1"
+        ).fetchall()
+    ]
     insts = [r[0] for r in con.execute("SELECT DISTINCT institution_id FROM sessions ORDER BY 1").fetchall()]
-    expected = {r[0]: r[1:] for r in con.execute(
-        "SELECT rule_id, denominator, violated, not_evidenced FROM rule_results WHERE rule_id LIKE 'ec.%' "
-        "AND run_id = (SELECT run_id FROM audit_runs ORDER BY started_at DESC LIMIT 1)").fetchall()}
+    expected = {
+        r[0]: r[1:]
+        for r in con.execute(
+            "SELECT rule_id, denominator, violated, not_evidenced FROM rule_results WHERE rule_id LIKE 'ec.%' "
+            "AND run_id = (SELECT run_id FROM audit_runs ORDER BY started_at DESC LIMIT 1)"
+        ).fetchall()
+    }
     n_cases = con.execute("SELECT count(*) FROM ec_cases").fetchone()[0]
     con.close()
     period = f"{months[0]}..{months[-1]}"
@@ -91,8 +99,10 @@ def test_t5_over_all_months_matches_the_audit_rule_results(pipeline_db: Path, tm
         assert got == (den, viol, ne), rule
     # the survey's own categories agree with the rules' verdicts
     assert v["T1|prescriber:untrained|total"] == expected["ec.prescriber_qualified"][1]
-    assert v["T1|prescriber:not_recorded|total"] + v["T1|prescriber:unknown|total"] == \
-        expected["ec.prescriber_qualified"][2]
+    assert (
+        v["T1|prescriber:not_recorded|total"] + v["T1|prescriber:unknown|total"]
+        == expected["ec.prescriber_qualified"][2]
+    )
     assert v["T1|reason:unknown|total"] == expected["ec.reason_allowed"][2]
     assert v["T2|contraception_counselled|not_met"] == expected["ec.contraception_counselled"][1]
     assert v["T2|contraception_counselled|unknown"] == expected["ec.contraception_counselled"][2]

@@ -16,7 +16,8 @@ from toolkit.errors import UserError
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ocaudit",
-        description="Audit online medical care (オンライン診療) logs against the MHLW guideline.")
+        description="Audit online medical care (オンライン診療) logs against the MHLW guideline.",
+    )
     p.add_argument("--version", action="version", version=f"ocaudit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -31,8 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--format", choices=("parquet", "csv"), default="parquet")
-    s.add_argument("--violation-rate", type=float, default=0.02,
-                   help="fraction of in-scope records that get an injected violation per rule")
+    s.add_argument(
+        "--violation-rate",
+        type=float,
+        default=0.02,
+        help="fraction of in-scope records that get an injected violation per rule",
+    )
     s.add_argument("--clean", action="store_true", help="inject no violations")
 
     s = sub.add_parser("audit", help="run the rule catalogue (監査)")
@@ -51,8 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--institution", help="only this institution")
     s.add_argument("--period", help="YYYY-MM..YYYY-MM")
     s.add_argument("--fail-on", choices=("must", "should", "none"), default="none")
-    s.add_argument("--max-rate", action="append", default=[], metavar="RULE=RATE",
-                   help="fail (exit 1) when a rule's non-compliance rate exceeds RATE")
+    s.add_argument(
+        "--max-rate",
+        action="append",
+        default=[],
+        metavar="RULE=RATE",
+        help="fail (exit 1) when a rule's non-compliance rate exceeds RATE",
+    )
 
     s = sub.add_parser("feedback", help="per-doctor feedback sheets (フィードバック)")
     s.add_argument("--db", required=True)
@@ -108,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as exc:  # store errors (busy, schema) are user-facing too
         from toolkit.store import DatabaseBusyError, SchemaVersionError, describe_storage_error
+
         if isinstance(exc, (DatabaseBusyError, SchemaVersionError)):
             print(f"ocaudit: error: {exc}", file=sys.stderr)
             return 2
@@ -124,27 +135,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     cmd = args.command
     if cmd == "ingest":
-        from toolkit import ingest
+        from toolkit.ingest import run as ingest
+
         return ingest.cli_ingest(args)
     if cmd == "generate":
-        from toolkit import generate
+        from toolkit.synth import generate
+
         return generate.cli_generate(args)
     if cmd == "audit":
-        from toolkit import audit
+        from toolkit.audit import run as audit
+
         return audit.cli_audit(args)
     if cmd == "report":
-        from toolkit import report
+        from toolkit.report import html as report
+
         return report.cli_report(args)
     if cmd == "feedback":
-        from toolkit import feedback
+        from toolkit.report import feedback
+
         return feedback.cli_feedback(args)
     if cmd == "survey":
-        from toolkit import survey
+        from toolkit.survey import run as survey
+
         if args.survey_command == "ec":
             return survey.cli_survey_ec(args)
         return survey.cli_survey_merge(args)
     if cmd == "demo":
         from toolkit import demo
+
         return demo.cli_demo(args)
     raise UserError(f"unknown command {cmd!r}")
 

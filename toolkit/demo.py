@@ -12,8 +12,7 @@ import shlex
 from pathlib import Path
 
 from toolkit.errors import UserError
-
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "sample_data"
+from toolkit.resources import sample_dir
 
 
 def _run(argv: list[str]) -> int:
@@ -32,7 +31,15 @@ def demo_commands(sample: Path, out: Path) -> list[list[str]]:
     vendor = sample / "vendor_medilink"
     if (vendor / "mapping.yaml").exists():
         cmds.append(["ingest", "--db", db, str(vendor), "--mapping", str(vendor / "mapping.yaml")])
-    audit = ["audit", "--db", db, "--violations", str(out / "violations.csv"), "--json", str(out / "audit.json")]
+    audit = [
+        "audit",
+        "--db",
+        db,
+        "--violations",
+        str(out / "violations.csv"),
+        "--json",
+        str(out / "audit.json"),
+    ]
     if as_of:
         audit += ["--as-of", as_of]
     if (sample / "attestation.yaml").exists():
@@ -49,20 +56,44 @@ def survey_commands(db: Path, out: Path, period: str = "2026-04..2026-09") -> li
 
     con = store.connect(db, read_only=True)
     try:
-        insts = [r[0] for r in con.execute(
-            "SELECT DISTINCT institution_id FROM sessions WHERE institution_id IS NOT NULL ORDER BY 1").fetchall()]
+        insts = [
+            r[0]
+            for r in con.execute(
+                "SELECT DISTINCT institution_id FROM sessions WHERE institution_id IS NOT NULL ORDER BY 1"
+            ).fetchall()
+        ]
     finally:
         con.close()
-    cmds = [["survey", "ec", "--db", str(db), "--period", period, "--institution", i,
-             "--out", str(out / "survey_ec" / i)] for i in insts]
-    cmds.append(["survey", "merge", *[str(out / "survey_ec" / i / "package") for i in insts],
-                 "--out", str(out / "survey_ec" / "merged")])
+    cmds = [
+        [
+            "survey",
+            "ec",
+            "--db",
+            str(db),
+            "--period",
+            period,
+            "--institution",
+            i,
+            "--out",
+            str(out / "survey_ec" / i),
+        ]
+        for i in insts
+    ]
+    cmds.append(
+        [
+            "survey",
+            "merge",
+            *[str(out / "survey_ec" / i / "package") for i in insts],
+            "--out",
+            str(out / "survey_ec" / "merged"),
+        ]
+    )
     return cmds
 
 
 def cli_demo(args) -> int:  # type: ignore[no-untyped-def]
     """Run every demo command; stop at the first that fails with a usage/data error."""
-    sample = Path(args.sample) if args.sample else SAMPLE_DIR
+    sample = Path(args.sample) if args.sample else sample_dir()
     if not sample.is_dir():
         raise UserError(f"{sample}: sample data folder not found")
     out = Path(args.out)
@@ -76,7 +107,9 @@ def cli_demo(args) -> int:  # type: ignore[no-untyped-def]
         if _run(argv) == 2:
             print(f"\nocaudit demo: stopped, 'survey {argv[1]}' failed (exit 2)")
             return 2
-    print(f"\nDemo finished. Open {out / 'report.html'} in a browser; the database is {out / 'ocaudit.duckdb'};"
-          f" violations are in {out / 'violations.csv'}; feedback sheets in {out / 'feedback'};"
-          f" EC survey tables per institution and merged in {out / 'survey_ec'}.")
+    print(
+        f"\nDemo finished. Open {out / 'report.html'} in a browser; the database is {out / 'ocaudit.duckdb'};"
+        f" violations are in {out / 'violations.csv'}; feedback sheets in {out / 'feedback'};"
+        f" EC survey tables per institution and merged in {out / 'survey_ec'}."
+    )
     return 0

@@ -29,78 +29,151 @@ def w(name: str, data: str | bytes, encoding: str = "utf-8") -> None:
 
 
 def main() -> None:
-    w("sessions-truncated-quote.csv", f"{S_HEAD}\n{s_row('S1')}\n{s_row('S2')}\n\"S3,P1,D1,I1,onl")
+    w("sessions-truncated-quote.csv", f'{S_HEAD}\n{s_row("S1")}\n{s_row("S2")}\n"S3,P1,D1,I1,onl')
     w("sessions-truncated-line.csv", f"{S_HEAD}\n{s_row('S1')}\n{s_row('S2')}\nS3,P1,D1")
-    w("doctors-mixed-encoding.csv", b"doctor_id,institution_id,specialty,online_training_on\n"
-      + "D1,I1,内科,2024-01-05\n".encode() + "D2,I1,内科,2024-01-05\n".encode("cp932"))
+    w(
+        "doctors-mixed-encoding.csv",
+        b"doctor_id,institution_id,specialty,online_training_on\n"
+        + "D1,I1,内科,2024-01-05\n".encode()
+        + "D2,I1,内科,2024-01-05\n".encode("cp932"),
+    )
     w("patients-nul-bytes.csv", b"patient_id,sex\nP1,female\nP2,fe\x00male\n")
     w("patients-bom-in-middle.csv", "patient_id,sex\nP1,female\nP2,\ufefffemale\n\ufeffP3,male\n")
     w("patients-duplicate-headers.csv", "patient_id,sex,sex\nP1,female,male\n")
     w("sessions-missing-header.csv", f"{s_row('S1')}\n{s_row('S2')}\n")
     w("patients-extra-columns.csv", "patient_id,sex,blood_type,visit_count\nP1,female,A,3\n")
     w("patients-quoted-newlines.csv", 'patient_id,sex\n"P\n1",female\n"P2","ma\nle"\nP3,male\n')
-    w("prescriptions-fullwidth.csv", "rx_id,session_id,drug_code,drug_name,quantity,days_supply,dispensing\n"
-      "R1,S1,2171022F1020,アムロジピン錠5mg,１４,１４,outside\n"
-      "R2,S1,2171022F1020　,アムロジピン錠5mg,　14　,7,ｏｕｔｓｉｄｅ\n"
-      "R3,S1,2171022F1020,アムロジピン錠5mg,1 4,7,outside\n")
-    w("doctors-era-date.csv", "doctor_id,institution_id,specialty,online_training_on\n"
-      "D1,I1,internal,令和6年4月1日\nD2,I1,internal,2024-04-01\nD3,I1,internal,R6.4.1\n")
-    w("doctors-impossible-date.csv", "doctor_id,institution_id,specialty,online_training_on,ec_training_on\n"
-      "D1,I1,internal,2026-02-30,\nD2,I1,internal,2024-13-01,\nD3,I1,internal,2024-02-29,2023-02-29\n")
-    w("access_log-odd-offsets.csv", "session_id,at,event,actor\n"
-      "S1,2026-04-01T09:00:00+05:45,join,doctor\nS1,2026-04-01T09:00:00Z,join,patient\n"
-      "S1,2026-04-01T09:00:00+0900,leave,doctor\nS1,2026-04-01 09:00:00+09,leave,patient\n"
-      "S1,2026-04-01T09:00:00 JST,drop,patient\nS1,2026-04-01T25:00:00,drop,doctor\n")
-    w("patients-huge-field.csv", "patient_id,birth_date,sex\nP1," + "9" * 200_000 + ",female\nP2,1990-01-01,male\n")
+    w(
+        "prescriptions-fullwidth.csv",
+        "rx_id,session_id,drug_code,drug_name,quantity,days_supply,dispensing\n"
+        "R1,S1,2171022F1020,アムロジピン錠5mg,１４,１４,outside\n"
+        "R2,S1,2171022F1020　,アムロジピン錠5mg,　14　,7,ｏｕｔｓｉｄｅ\n"
+        "R3,S1,2171022F1020,アムロジピン錠5mg,1 4,7,outside\n",
+    )
+    w(
+        "doctors-era-date.csv",
+        "doctor_id,institution_id,specialty,online_training_on\n"
+        "D1,I1,internal,令和6年4月1日\nD2,I1,internal,2024-04-01\nD3,I1,internal,R6.4.1\n",
+    )
+    w(
+        "doctors-impossible-date.csv",
+        "doctor_id,institution_id,specialty,online_training_on,ec_training_on\n"
+        "D1,I1,internal,2026-02-30,\nD2,I1,internal,2024-13-01,\nD3,I1,internal,2024-02-29,2023-02-29\n",
+    )
+    w(
+        "access_log-odd-offsets.csv",
+        "session_id,at,event,actor\n"
+        "S1,2026-04-01T09:00:00+05:45,join,doctor\nS1,2026-04-01T09:00:00Z,join,patient\n"
+        "S1,2026-04-01T09:00:00+0900,leave,doctor\nS1,2026-04-01 09:00:00+09,leave,patient\n"
+        "S1,2026-04-01T09:00:00 JST,drop,patient\nS1,2026-04-01T25:00:00,drop,doctor\n",
+    )
+    w(
+        "patients-huge-field.csv",
+        "patient_id,birth_date,sex\nP1," + "9" * 200_000 + ",female\nP2,1990-01-01,male\n",
+    )
     w("sessions-empty.csv", b"")
     w("sessions-header-only.csv", f"{S_HEAD}\n")
-    pq.write_table(pa.table({
-        "session_id": ["S1", "S2", "S3"],
-        "started_at": pa.array([1_775_000_000, 1_775_000_100, 0], pa.int64()),
-        "is_first_visit": pa.array([1, 0, 2], pa.int64()),
-        "network_interruptions": pa.array([1.0, 2.5, None], pa.float64()),
-    }), HERE / "sessions-wrong-types.parquet")
-    w("access_log-broken-line.jsonl", "\n".join([
-        json.dumps({"session_id": "S1", "at": "2026-04-01T09:00:00", "event": "join", "actor": "doctor"}),
-        '{"session_id": "S1", "at": "2026-04-01T09:05:00", "event": "dro',
-        json.dumps({"session_id": "S1", "at": "2026-04-01T09:10:00", "event": "leave", "actor": "doctor"})]) + "\n")
-    w("access_log-array-line.jsonl", '["S1", "2026-04-01T09:00:00", "join"]\n'
-      + json.dumps({"session_id": "S1", "at": "2026-04-01T09:10:00", "event": "leave", "actor": "doctor"}) + "\n"
-      + json.dumps({"session_id": None, "at": "2026-04-01T09:10:00", "event": "leave", "actor": "doctor"}) + "\n")
+    pq.write_table(
+        pa.table(
+            {
+                "session_id": ["S1", "S2", "S3"],
+                "started_at": pa.array([1_775_000_000, 1_775_000_100, 0], pa.int64()),
+                "is_first_visit": pa.array([1, 0, 2], pa.int64()),
+                "network_interruptions": pa.array([1.0, 2.5, None], pa.float64()),
+            }
+        ),
+        HERE / "sessions-wrong-types.parquet",
+    )
+    w(
+        "access_log-broken-line.jsonl",
+        "\n".join(
+            [
+                json.dumps(
+                    {"session_id": "S1", "at": "2026-04-01T09:00:00", "event": "join", "actor": "doctor"}
+                ),
+                '{"session_id": "S1", "at": "2026-04-01T09:05:00", "event": "dro',
+                json.dumps(
+                    {"session_id": "S1", "at": "2026-04-01T09:10:00", "event": "leave", "actor": "doctor"}
+                ),
+            ]
+        )
+        + "\n",
+    )
+    w(
+        "access_log-array-line.jsonl",
+        '["S1", "2026-04-01T09:00:00", "join"]\n'
+        + json.dumps({"session_id": "S1", "at": "2026-04-01T09:10:00", "event": "leave", "actor": "doctor"})
+        + "\n"
+        + json.dumps({"session_id": None, "at": "2026-04-01T09:10:00", "event": "leave", "actor": "doctor"})
+        + "\n",
+    )
     mixed = HERE / "mixed_dir" / "access_log"
     w("mixed_dir/access_log/part-1.csv", "session_id,at,event,actor\nS1,2026-04-01T09:00:00,join,doctor\n")
-    w("mixed_dir/access_log/part-2.jsonl",
-      json.dumps({"session_id": "S1", "at": "2026-04-01T09:05:00", "event": "drop", "actor": "patient"}) + "\n")
-    pq.write_table(pa.table({"session_id": ["S1"], "at": ["2026-04-01T09:10:00"], "event": ["leave"],
-                             "actor": ["bogus"]}), mixed / "part-3.parquet")
+    w(
+        "mixed_dir/access_log/part-2.jsonl",
+        json.dumps({"session_id": "S1", "at": "2026-04-01T09:05:00", "event": "drop", "actor": "patient"})
+        + "\n",
+    )
+    pq.write_table(
+        pa.table(
+            {"session_id": ["S1"], "at": ["2026-04-01T09:10:00"], "event": ["leave"], "actor": ["bogus"]}
+        ),
+        mixed / "part-3.parquet",
+    )
     w("mixed_dir/README.txt", "not data\n")
     w("patients-utf16.csv", "patient_id,sex\nP1,female\n".encode("utf-16"))
     w("sessions-binary.csv", b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
-    w("institutions-cp932.csv", "institution_id,name,prefecture,contact_published,compliance_published\n"
-      "I1,テスト病院,東京都,有,無\nI2,第二病院,１３,はい,いいえ\n", "cp932")
-    w("institutions-bad-bool.csv", "institution_id,name,contact_published,compliance_published\n"
-      "I1,A,済,true\nI2,B,true,false\nI3,C,TRUE,False\n")
+    w(
+        "institutions-cp932.csv",
+        "institution_id,name,prefecture,contact_published,compliance_published\n"
+        "I1,テスト病院,東京都,有,無\nI2,第二病院,１３,はい,いいえ\n",
+        "cp932",
+    )
+    w(
+        "institutions-bad-bool.csv",
+        "institution_id,name,contact_published,compliance_published\n"
+        "I1,A,済,true\nI2,B,true,false\nI3,C,TRUE,False\n",
+    )
     w("sessions-missing-key-values.csv", f"{S_HEAD}\n{s_row('S1')}\n{s_row('')}\n{s_row('  ')}\n")
-    w("sessions-dup-conflict.csv", f"{S_HEAD}\n{s_row('S1')}\n{s_row('S1', kind='pre_consultation')}\n"
-      f"{s_row('S1')}\n")
+    w(
+        "sessions-dup-conflict.csv",
+        f"{S_HEAD}\n{s_row('S1')}\n{s_row('S1', kind='pre_consultation')}\n{s_row('S1')}\n",
+    )
     w("patients-identifier.csv", "patient_id,sex,住所\nP1,female,東京都千代田区\n")
-    w("drug_master-code-prefix.csv", "code_prefix,drug_name,narcotic,psychotropic,high_risk,"
-      "emergency_contraceptive,first_visit_caution\n811,麻薬,1,0,0,0,1\n396,糖尿病用剤,0,0,1,0,1\n")
-    w("ec_cases-bad-enum.csv", "session_id,reason,follow_up_due_on\nS1,geographic,2026-04-22\nS2,other,2026-04-22\n")
-    w("care_plans-crlf.csv", "care_plan_id,patient_id,created_at,has_content\r\n"
-      "CP1,P1,2026-03-01T10:00:00,1\r\nCP2,P1,yesterday,1\r\nCP3,P1,2026-03-01T10:00:00,0\r\n")
+    w(
+        "drug_master-code-prefix.csv",
+        "code_prefix,drug_name,narcotic,psychotropic,high_risk,"
+        "emergency_contraceptive,first_visit_caution\n811,麻薬,1,0,0,0,1\n396,糖尿病用剤,0,0,1,0,1\n",
+    )
+    w(
+        "ec_cases-bad-enum.csv",
+        "session_id,reason,follow_up_due_on\nS1,geographic,2026-04-22\nS2,other,2026-04-22\n",
+    )
+    w(
+        "care_plans-crlf.csv",
+        "care_plan_id,patient_id,created_at,has_content\r\n"
+        "CP1,P1,2026-03-01T10:00:00,1\r\nCP2,P1,yesterday,1\r\nCP3,P1,2026-03-01T10:00:00,0\r\n",
+    )
     w("prescriptions-semicolon.csv", "rx_id;session_id;drug_code;quantity\nR1;S1;2171022F1020;14\n")
     w("visits.csv", "visit_id,patient_id\nV1,P1\n")
     full = gzip.compress(f"{S_HEAD}\n{s_row('S1')}\n{s_row('S2')}\n".encode() * 50, mtime=0)
     w("sessions-truncated.csv.gz", full[: len(full) // 2])
     w("sessions-not-gzip.csv.gz", f"{S_HEAD}\n{s_row('S1')}\n")
-    w("prescriptions-decimal-comma.csv", "rx_id,session_id,quantity,days_supply,dispensing\n"
-      'R1,S1,"1,5",7,outside\nR2,S1,1.5,7.0,inside\nR3,S1,2,-3,inside\n')
+    w(
+        "prescriptions-decimal-comma.csv",
+        "rx_id,session_id,quantity,days_supply,dispensing\n"
+        'R1,S1,"1,5",7,outside\nR2,S1,1.5,7.0,inside\nR3,S1,2,-3,inside\n',
+    )
     w("patients-tab-separated.csv", "patient_id\tsex\nP1\tfemale\n")
-    w("sessions-bad-enums-many.csv", f"{S_HEAD}\n{s_row('S1', kind='Online Care')}\n{s_row('S2', kind='')}\n"
-      f"{s_row('S3', kind='オンライン診療')}\n")
-    w("care_plans-blank-lines.csv", "care_plan_id,patient_id,created_at\n\nCP1,P1,2026-03-01T10:00:00\n\n\n"
-      "CP2,P1,not-a-time\n")
+    w(
+        "sessions-bad-enums-many.csv",
+        f"{S_HEAD}\n{s_row('S1', kind='Online Care')}\n{s_row('S2', kind='')}\n"
+        f"{s_row('S3', kind='オンライン診療')}\n",
+    )
+    w(
+        "care_plans-blank-lines.csv",
+        "care_plan_id,patient_id,created_at\n\nCP1,P1,2026-03-01T10:00:00\n\n\nCP2,P1,not-a-time\n",
+    )
 
 
 if __name__ == "__main__":

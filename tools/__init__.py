@@ -1,0 +1,1 @@
+"""Developer-only tools: regenerate docs, suites and the sample data (not shipped)."""
