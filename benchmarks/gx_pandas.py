@@ -31,7 +31,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from toolkit import suites  # noqa: E402
+from toolkit.rules import suites  # noqa: E402
 
 LONG_VIEW = "_audit_rule_checks"
 

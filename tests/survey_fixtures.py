@@ -293,9 +293,20 @@ def build_db(
                 "INSERT INTO rule_results (run_id, rule_id, entity, status) VALUES (?, ?, 'ec_case', ?)",
                 [RUN_ID, rule, status],
             )
+        # The audit's strata hold each rule's records in scope per institution × month: the
+        # period's I1 cases, plus decoys the survey must leave out (another institution, a month
+        # outside the period).
+        for rule, (scope, *_counts) in EXPECTED_T5.items():
+            for inst, month, n in ((institution, "2026-05", scope), ("I2", "2026-05", 1), (institution, "2026-08", 3)):
+                con.execute(
+                    "INSERT INTO rule_results_strata (run_id, rule_id, institution_id, doctor_id, month, "
+                    "denominator, violated, not_evidenced) VALUES (?, ?, ?, NULL, ?, ?, 0, 0)",
+                    [RUN_ID, rule, inst, month, n],
+                )
         for rule, sid, status in VIOLATIONS:
             con.execute(
-                "INSERT INTO violations VALUES (?, ?, 'ec_case', ?, ?, ?, NULL, NULL)",
+                "INSERT INTO violations (run_id, rule_id, entity, entity_id, status, institution_id, doctor_id, "
+                "month) VALUES (?, ?, 'ec_case', ?, ?, ?, NULL, NULL)",
                 [RUN_ID, rule, id_prefix + sid, status, "I2" if sid == "SES-E8" else institution],
             )
     con.close()

@@ -28,7 +28,7 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 def _catalogue_rule_ids() -> set[str]:
-    doc = yaml.safe_load((ROOT / "toolkit" / "catalogue" / "rules.yaml").read_text(encoding="utf-8"))
+    doc = yaml.safe_load((ROOT / "toolkit" / "rules" / "rules.yaml").read_text(encoding="utf-8"))
     return {r["id"] for r in doc["rules"] if not r["id"].startswith("attest.")}
 
 

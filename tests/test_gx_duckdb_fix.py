@@ -81,7 +81,7 @@ def _in_fresh_python(code: str) -> None:
 
 def test_preload_imports_gx_in_the_background_and_applies_the_fix():
     _in_fresh_python(
-        "import sys; from toolkit import gx_duckdb_fix as f\n"
+        "import sys; from toolkit.rules import gx_fix as f\n"
         "assert 'great_expectations' not in sys.modules, 'importing the fix must not import GX'\n"
         "f.shared_connection_config()\n"
         "assert 'great_expectations' not in sys.modules\n"

@@ -9,6 +9,7 @@ import pytest
 
 from tests.rule_cases import Case, build_db
 from toolkit.audit.run import run_audit
+from toolkit.rules import facts
 from toolkit.rules import sql as rule_sql
 
 
@@ -16,7 +17,7 @@ def test_japan_time_equals_the_time_zone_lookup() -> None:
     """Arithmetic from 1952 on, timezone() before: equal over Japan's summer-time years and today."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'America/New_York'")  # the session's zone must not matter
-    jst = rule_sql.japan_time("ts")
+    jst = facts.japan_time("ts")
     differ, n = con.execute(f"""
         WITH t AS (
           SELECT ts FROM generate_series(TIMESTAMPTZ '1946-01-01 00:00:00+00', TIMESTAMPTZ '1954-01-01 00:00:00+00',
@@ -65,7 +66,7 @@ def test_session_facts_are_one_row_of_booleans_per_session(tmp_path) -> None:  #
     con = duckdb.connect(str(_cases_db(tmp_path)))
     for sql in rule_sql.BASE_VIEWS.values():
         con.execute(sql)
-    for sql in rule_sql.SESSION_FACTS_STEPS:
+    for sql in facts.SESSION_FACTS_STEPS:
         con.execute(sql)
     types = dict(
         con.execute(
@@ -85,7 +86,7 @@ def test_session_facts_are_one_row_of_booleans_per_session(tmp_path) -> None:  #
         "SELECT cp_in, cp_same_patient FROM _audit_session_facts f JOIN sessions s ON s.rowid = f.rid "
         "WHERE s.session_id = 'S1'"
     ).fetchone() == (True, False)
-    for sql in rule_sql.SESSION_FACTS_CLEANUP:
+    for sql in facts.SESSION_FACTS_CLEANUP:
         con.execute(sql)
     assert (
         con.execute(

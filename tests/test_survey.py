@@ -14,9 +14,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import survey_fixtures as F  # noqa: E402
 
-from toolkit import survey  # noqa: E402
 from toolkit.cli import main  # noqa: E402
 from toolkit.errors import UserError  # noqa: E402
+from toolkit.survey import run as survey  # noqa: E402
 from toolkit.survey.counts import age_band, age_range  # noqa: E402
 from toolkit.survey.tables import EC_TOTAL, build_layout, parse_period  # noqa: E402
 

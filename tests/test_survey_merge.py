@@ -13,8 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import survey_fixtures as F  # noqa: E402
 
-from toolkit import survey  # noqa: E402
 from toolkit.cli import main  # noqa: E402
+from toolkit.survey import run as survey  # noqa: E402
 from toolkit.survey.package import PackageRejected  # noqa: E402
 from toolkit.survey.tables import EC_TOTAL, build_layout  # noqa: E402
 

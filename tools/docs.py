@@ -12,7 +12,7 @@ DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "rules.md"
 def rules_markdown(cat: Catalogue) -> str:
     """The rule reference page: one table per suite, then the attestation checklist."""
     lines = [
-        "# Rule reference (generated from toolkit/catalogue/rules.yaml — do not edit)",
+        "# Rule reference (generated from toolkit/rules/rules.yaml — do not edit)",
         "",
         "Exact semantics, including how unknown values are judged: docs/rule-semantics.md.",
         "",

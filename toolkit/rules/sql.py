@@ -34,21 +34,25 @@ from dataclasses import dataclass
 
 import duckdb
 
-IN_PERSON = "('switched_to_in_person', 'referred')"
-PRIOR_SOURCES = (
-    "('chart', 'referral_letter', 'health_check', 'regional_network', 'medication_notebook', 'phr')"
+from toolkit.rules.facts import (
+    DRUG_FLAGS_SELECT,
+    IN_PERSON,
+    OC,
+    OC_OR,
+    SESSION_FACTS_CLEANUP,
+    SESSION_FACTS_STEPS,
+    adult,
+    ec_follow_up_check,
+    ec_follow_up_status,
+    ec_follow_up_window,
+    ec_lines_select,
+    ec_prescriber_check,
+    ec_prescriber_class,
+    history_known,
+    japan_time,
 )
-OC = "'online_care'"
-OC_OR = "('online_care', 'online_referral')"
+
 CHECKS_VIEW = "_audit_rule_checks"
-
-
-def _and3(expr: str) -> str:
-    """Three-valued AND over a group: false if any false, NULL if any NULL, else true."""
-    return (
-        f"CASE WHEN count(*) FILTER (WHERE ({expr}) IS FALSE) > 0 THEN FALSE "
-        f"WHEN count(*) FILTER (WHERE ({expr}) IS NULL) > 0 THEN NULL ELSE TRUE END"
-    )
 
 
 @dataclass(frozen=True)
@@ -59,19 +63,6 @@ class RuleSQL:
     scope: str
     check: str
     joins: tuple[str, ...] = ()
-
-
-def japan_time(ts: str) -> str:
-    """SQL of a TIMESTAMPTZ as Japan's wall-clock TIMESTAMP, equal to ``timezone('Asia/Tokyo', ts)``.
-
-    Japan has kept UTC+9 without summer time since 1952, so from then on this is integer
-    arithmetic instead of a time-zone lookup per row (0.35 s less per 10M sessions); earlier
-    instants still go through ``timezone``.
-    """
-    return (
-        f"CASE WHEN {ts} >= TIMESTAMPTZ '1952-01-01 00:00:00+00' "
-        f"THEN make_timestamp(epoch_us({ts}) + 32400000000) ELSE timezone('Asia/Tokyo', {ts}) END"
-    )
 
 
 STRATA_TABLE = "_audit_strata"
@@ -142,106 +133,11 @@ ENTITY_BASES: dict[str, EntityBase] = {
     ),
 }
 
-#: Facts about each session drawn from other tables, as booleans keyed by the session's
-#: ``rowid`` (``rid``), built in two narrow TEMP tables that each scan ``sessions`` once with
-#: the joins they need, and read through the view ``_audit_session_facts`` (one row per
-#: session). Every comparison with the session's own columns is made here, so the facts hold
-#: no strings or times: the session check table then needs one integer-keyed join with a small
-#: build side. Per-session aggregates are grouped and joined by ``rowid`` rather than the
-#: string ``session_id``. (Carrying every session column through seven string-keyed hash joins
-#: spilled under the memory cap: 112 s at 10M sessions; carrying the ids and times through
-#: three materialised steps took 21.5 s, and these two take 16.5 s in the same conditions.) Columns:
-#:
-#: * ``is_ec`` / ``has_rx``: the session has an EC case / a prescription line;
-#: * ``mf_in``, ``all_mfa``: the doctor's join events exist / all used MFA (three-valued; TRUE
-#:   when there are none);
-#: * ``al_ok``: a doctor join AND a doctor leave event lie within [started_at, ended_at];
-#: * ``pc_ok``: the preceding session is the same patient's pre-consultation, ended before;
-#: * ``cp_in``: the named care plan exists; ``cp_same_patient``: it is the session's patient's;
-#:   ``cp_late``: it was created after the session started; ``cp_assessed_ok``: the in-person
-#:   assessment came no later than its creation; ``cp_has_doctors`` / ``cp_named``: it lists
-#:   doctors / it names the session's doctor (each NULL where a value it compares is unknown);
-#: * ``has_plan``: a care plan of the patient existed (created, not deleted) at the start;
-#: * ``after_first_visit``: the patient has an online first visit that started before this session;
-#: * ``ov_in``, ``overlap``: timed session with a doctor / it overlaps another of theirs.
-SESSION_FACTS_STEPS: tuple[str, ...] = (
-    # 1. the access log (the doctor's events), prescriptions, EC cases, the preceding session and
-    #    the named care plan
-    """
-CREATE OR REPLACE TEMP TABLE _audit_sf1 AS
-WITH acc AS (
-  SELECT s0.rowid AS rid,
-    count(*) FILTER (WHERE a.event = 'join') > 0 AS mf_in,
-    CASE WHEN count(*) FILTER (WHERE a.event = 'join' AND a.mfa IS FALSE) > 0 THEN FALSE
-         WHEN count(*) FILTER (WHERE a.event = 'join' AND a.mfa IS NULL) > 0 THEN NULL ELSE TRUE END AS all_mfa,
-    coalesce(bool_or(a.event = 'join' AND a."at" BETWEEN s0.started_at AND s0.ended_at)
-             AND bool_or(a.event = 'leave' AND a."at" BETWEEN s0.started_at AND s0.ended_at), FALSE) AS al_ok
-  FROM access_log a JOIN sessions s0 ON s0.session_id = a.session_id
-  WHERE a.actor = 'doctor' GROUP BY s0.rowid)
-SELECT s.rowid AS rid,
-  ec.session_id IS NOT NULL AS is_ec, rxs.session_id IS NOT NULL AS has_rx,
-  coalesce(acc.mf_in, FALSE) AS mf_in,
-  CASE WHEN acc.rid IS NULL THEN TRUE ELSE acc.all_mfa END AS all_mfa,
-  coalesce(acc.al_ok, FALSE) AS al_ok,
-  coalesce(pc.patient_id = s.patient_id AND pc.ended_at <= s.started_at, FALSE) AS pc_ok,
-  cp.care_plan_id IS NOT NULL AS cp_in, cp.patient_id = s.patient_id AS cp_same_patient,
-  cp.created_at > s.started_at AS cp_late, cp.in_person_assessed_at <= cp.created_at AS cp_assessed_ok,
-  cp.doctors IS NOT NULL AS cp_has_doctors,
-  list_contains(list_transform(string_split(cp.doctors, ';'), lambda x: trim(x)), s.doctor_id) AS cp_named
-FROM sessions s
-LEFT JOIN acc ON acc.rid = s.rowid
-LEFT JOIN (SELECT DISTINCT session_id FROM prescriptions) rxs ON rxs.session_id = s.session_id
-LEFT JOIN (SELECT DISTINCT session_id FROM ec_cases) ec ON ec.session_id = s.session_id
-LEFT JOIN (SELECT session_id, patient_id, ended_at FROM sessions WHERE kind = 'pre_consultation') pc
-  ON pc.session_id = s.preceded_by_session_id
-LEFT JOIN (SELECT care_plan_id, patient_id, created_at, in_person_assessed_at, doctors FROM care_plans) cp
-  ON cp.care_plan_id = s.care_plan_id""",
-    # 2. the patient's care plans and first visits; the doctor's other sessions (overlap)
-    f"""
-CREATE OR REPLACE TEMP TABLE _audit_sf2 AS
-WITH pl AS (
-  SELECT s2.rowid AS rid,
-    bool_or(p2.created_at <= s2.started_at AND (p2.deleted_at IS NULL OR p2.deleted_at > s2.started_at)) AS has_plan
-  FROM sessions s2 JOIN care_plans p2 ON p2.patient_id = s2.patient_id
-  WHERE s2.kind = 'online_care' GROUP BY s2.rowid),
-fv AS (SELECT patient_id, min(started_at) AS first_at FROM sessions
-       WHERE kind = {OC} AND is_first_visit GROUP BY patient_id),
--- sorted by (doctor, start): a session overlaps a later one iff the NEXT session starts before
--- it ends, and an earlier one iff the latest end among the earlier ones passes its start
--- (rowid only breaks ties; their order does not change the result)
-ov AS (
-  SELECT rowid AS rid,
-    coalesce(max(ended_at) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) > started_at, FALSE)
-      OR coalesce(lead(started_at) OVER w < ended_at, FALSE) AS overlap
-  FROM sessions
-  WHERE started_at IS NOT NULL AND ended_at > started_at AND doctor_id IS NOT NULL
-  WINDOW w AS (PARTITION BY doctor_id ORDER BY started_at, rowid))
-SELECT s.rowid AS rid, pl.has_plan,
-  CASE WHEN fv.patient_id IS NULL THEN FALSE ELSE s.started_at > fv.first_at END AS after_first_visit,
-  ov.rid IS NOT NULL AS ov_in, ov.overlap
-FROM sessions s
-LEFT JOIN pl ON pl.rid = s.rowid
-LEFT JOIN fv ON fv.patient_id = s.patient_id
-LEFT JOIN ov ON ov.rid = s.rowid""",
-    "CREATE OR REPLACE TEMP VIEW _audit_session_facts AS SELECT * FROM _audit_sf1 JOIN _audit_sf2 USING (rid)",
-)
-
-#: Dropped when the check tables are built (TEMP objects: frees their memory at once).
-SESSION_FACTS_CLEANUP: tuple[str, ...] = (
-    "DROP VIEW IF EXISTS _audit_session_facts",
-    "DROP TABLE IF EXISTS _audit_sf1",
-    "DROP TABLE IF EXISTS _audit_sf2",
-)
-
 #: Named joins a rule may ask for (each yields at most one row per base row).
 JOINS: dict[str, str] = {
     "f": "LEFT JOIN _audit_session_facts f ON f.rid = s._rid",
     "d": "LEFT JOIN doctors d ON d.doctor_id = s.doctor_id",
-    "l": f"""LEFT JOIN (SELECT r.session_id, count(*) AS n_lines,
-                {_and3("r.quantity = 1 AND r.dispensing = 'outside'")} AS single_outside,
-                {_and3("r.pharmacist_trained AND r.witnessed_intake")} AS witnessed
-              FROM prescriptions r JOIN _audit_drug_flags df ON df.drug_code = r.drug_code
-              WHERE df.emergency_contraceptive GROUP BY r.session_id) l
+    "l": f"""LEFT JOIN ({ec_lines_select("_audit_drug_flags")}) l
               ON l.session_id = e.session_id""",
     "u": """LEFT JOIN (SELECT DISTINCT care_plan_id FROM sessions WHERE care_plan_id IS NOT NULL) u
               ON u.care_plan_id = cp.care_plan_id""",
@@ -293,9 +189,7 @@ def rules_sql(as_of: dt.date, network_threshold: int = 3) -> dict[str, RuleSQL]:
         "first_visit.basis": RuleSQL(
             S,
             f"s.kind = {OC} AND s.is_first_visit AND s.care_form <> 'd_to_p_with_d' AND NOT f.is_ec",
-            f"""s.is_regular_doctor
-                OR (s.prior_info_source IN {PRIOR_SOURCES} AND s.prior_info_recorded)
-                OR f.pc_ok""",
+            f"{history_known('s')} OR f.pc_ok",
             ("f",),
         ),
         "first_visit.emergency_in_person": RuleSQL(
@@ -403,9 +297,7 @@ def rules_sql(as_of: dt.date, network_threshold: int = 3) -> dict[str, RuleSQL]:
             "CASE WHEN d.doctor_id IS NULL THEN NULL ELSE d.online_training_on <= s.sdate END",
             ("d",),
         ),
-        "ec.prescriber_qualified": RuleSQL(
-            "ec_case", "TRUE", "e.specialty = 'obgyn' OR e.ec_training_on <= e.sdate"
-        ),
+        "ec.prescriber_qualified": RuleSQL("ec_case", "TRUE", ec_prescriber_check("e.prescriber_class")),
         "ec.reason_allowed": RuleSQL("ec_case", "TRUE", "e.reason IN ('geographic', 'psychological')"),
         "ec.single_tablet_outside": RuleSQL(
             "ec_case",
@@ -417,10 +309,10 @@ def rules_sql(as_of: dt.date, network_threshold: int = 3) -> dict[str, RuleSQL]:
         "ec.follow_up": RuleSQL(
             "ec_case",
             "TRUE",
-            f"""CASE WHEN e.follow_up_due_on IS NULL OR e.sdate IS NULL THEN NULL
-                     WHEN e.follow_up_due_on < e.sdate + 14 OR e.follow_up_due_on > e.sdate + 28 THEN FALSE
-                     WHEN {as_of_sql} > e.follow_up_due_on + 14 AND e.follow_up_visited_on IS NULL THEN FALSE
-                     ELSE TRUE END""",
+            ec_follow_up_check(
+                "e.follow_up_window",
+                ec_follow_up_status("e.follow_up_due_on", "e.follow_up_visited_on", as_of_sql),
+            ),
         ),
         "ec.assault_support": RuleSQL(
             "ec_case",
@@ -462,16 +354,7 @@ def rules_sql(as_of: dt.date, network_threshold: int = 3) -> dict[str, RuleSQL]:
 
 BASE_VIEWS = {
     # Drug classification per distinct code: exact match wins, else the longest prefix.
-    "_audit_drug_flags": """
-CREATE OR REPLACE TABLE _audit_drug_flags AS
-WITH codes AS (SELECT DISTINCT drug_code FROM prescriptions WHERE drug_code IS NOT NULL),
-m AS (
-  SELECT c.drug_code, dm.narcotic, dm.psychotropic, dm.high_risk, dm.emergency_contraceptive,
-         dm.misuse_class,
-         row_number() OVER (PARTITION BY c.drug_code ORDER BY length(dm.drug_code) DESC) AS rn
-  FROM codes c JOIN drug_master dm ON starts_with(c.drug_code, dm.drug_code))
-SELECT drug_code, narcotic, psychotropic, high_risk, emergency_contraceptive, misuse_class
-FROM m WHERE rn = 1""",
+    "_audit_drug_flags": "CREATE OR REPLACE TABLE _audit_drug_flags AS\n" + DRUG_FLAGS_SELECT,
     "_audit_s": f"""
 CREATE OR REPLACE VIEW _audit_s AS
 SELECT t.*,
@@ -484,7 +367,7 @@ FROM (
     CAST({japan_time("s.started_at")} AS DATE) AS sdate,
     strftime({japan_time("s.started_at")}, '%Y-%m') AS month,
     s.outcome IN {IN_PERSON} AS in_person,
-    (s.is_regular_doctor OR (s.prior_info_source IN {PRIOR_SOURCES} AND s.prior_info_recorded)) AS history_known,
+    {history_known("s")} AS history_known,
     TRY_CAST(regexp_extract(s.tls_version, '([0-9]+(\\.[0-9]+)?)', 1) AS DECIMAL(6,2)) AS tls_number
   FROM sessions s) t""",
     "_audit_rx": f"""
@@ -505,11 +388,9 @@ LEFT JOIN _audit_drug_flags f ON f.drug_code = r.drug_code""",
     "_audit_ec": f"""
 CREATE OR REPLACE VIEW _audit_ec AS
 SELECT e.*, e.rowid AS _rid, coalesce(s._sk, {NULL_STRATUM}) AS _sk, s.sdate, d.specialty, d.ec_training_on,
-  CASE WHEN pt.birth_date IS NOT NULL AND s.sdate IS NOT NULL THEN date_sub('year', pt.birth_date, s.sdate) >= 18
-       WHEN pt.birth_year IS NOT NULL AND s.sdate IS NOT NULL THEN
-         CASE WHEN year(s.sdate) - pt.birth_year >= 19 THEN TRUE
-              WHEN year(s.sdate) - pt.birth_year <= 17 THEN FALSE END
-  END AS adult
+  {ec_prescriber_class("d.doctor_id", "d.specialty", "d.ec_training_on", "s.sdate")} AS prescriber_class,
+  {ec_follow_up_window("e.follow_up_due_on", "s.sdate")} AS follow_up_window,
+  {adult("pt.birth_date", "pt.birth_year", "s.sdate")} AS adult
 FROM ec_cases e
 LEFT JOIN _audit_s s ON s.session_id = e.session_id
 LEFT JOIN doctors d ON d.doctor_id = s.doctor_id

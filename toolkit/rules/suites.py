@@ -59,7 +59,7 @@ def suite_documents(catalogue: Catalogue) -> dict[str, dict]:
             "meta": {
                 "title_en": titles["title_en"],
                 "title_ja": titles["title_ja"],
-                "generated_from": "toolkit/catalogue/rules.yaml",
+                "generated_from": "toolkit/rules/rules.yaml",
                 "rules": [r.id for r in rules],
             },
             "expectations": [e for r in rules for e in expectation_dicts(r)],

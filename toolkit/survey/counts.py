@@ -7,13 +7,11 @@ from typing import Any
 
 import duckdb
 
-#: Bump when a table's rows/columns change; packages with another version are not merged.
+from toolkit.rules import facts
 from toolkit.survey.tables import (
-    ALL_CASE_RULES,
     CONDITIONS,
     DIMENSIONS,
     EC_RULES,
-    PRIOR_SOURCES,
     build_layout,
     cell,
 )
@@ -37,45 +35,46 @@ def _session_filter(months: list[str], institution: str | None) -> tuple[str, li
     return sql, params
 
 
-_DRUG_FLAGS = """drug_flags AS (
-  SELECT drug_code, narcotic, psychotropic, high_risk, emergency_contraceptive FROM (
-    SELECT c.drug_code, dm.narcotic, dm.psychotropic, dm.high_risk, dm.emergency_contraceptive,
-           row_number() OVER (PARTITION BY c.drug_code ORDER BY length(dm.drug_code) DESC) AS rn
-    FROM (SELECT DISTINCT drug_code FROM prescriptions WHERE drug_code IS NOT NULL) c
-    JOIN drug_master dm ON starts_with(c.drug_code, dm.drug_code)) WHERE rn = 1)"""
-
-
-def _and3(expr: str) -> str:
-    return (
-        f"CASE WHEN count(*) FILTER (WHERE ({expr}) IS FALSE) > 0 THEN FALSE "
-        f"WHEN count(*) FILTER (WHERE ({expr}) IS NULL) > 0 THEN NULL ELSE TRUE END"
-    )
+def _facts_ctes(as_of: dt.date | None) -> str:
+    """The CTEs every survey query starts from: the rules' own drug flags, EC lines and EC case facts."""
+    as_of_sql = "NULL::DATE" if as_of is None else f"DATE '{as_of.isoformat()}'"
+    return f"""drug_flags AS ({facts.DRUG_FLAGS_SELECT}),
+lines AS ({facts.ec_lines_select("drug_flags")}),
+ec_facts AS (
+  SELECT e.session_id, s.started_at, s.institution_id,
+    strftime(timezone('Asia/Tokyo', s.started_at), '%Y-%m') AS month,
+    CAST(timezone('Asia/Tokyo', s.started_at) AS DATE) AS sdate,
+    {facts.ec_prescriber_class("d.doctor_id", "d.specialty", "d.ec_training_on", "CAST(timezone('Asia/Tokyo', s.started_at) AS DATE)")}
+      AS prescriber,
+    {facts.ec_follow_up_window("e.follow_up_due_on", "CAST(timezone('Asia/Tokyo', s.started_at) AS DATE)")}
+      AS follow_up_window,
+    {facts.ec_follow_up_status("e.follow_up_due_on", "e.follow_up_visited_on", as_of_sql)} AS follow_up_status,
+    {facts.adult("pt.birth_date", "pt.birth_year", "CAST(timezone('Asia/Tokyo', s.started_at) AS DATE)")} AS adult
+  FROM ec_cases e
+  JOIN sessions s ON s.session_id = e.session_id
+  LEFT JOIN doctors d ON d.doctor_id = s.doctor_id
+  LEFT JOIN patients pt ON pt.patient_id = s.patient_id)"""
 
 
 def ec_case_rows(
-    con: duckdb.DuckDBPyConnection, months: list[str], institution: str | None
+    con: duckdb.DuckDBPyConnection, months: list[str], institution: str | None, as_of: dt.date | None = None
 ) -> list[dict[str, Any]]:
-    """One dict per EC case in the period, with the fields the tables need (exact, local use only)."""
+    """One dict per EC case in the period, with the fields the tables need (exact, local use only).
+
+    The categories the EC rules are judged on (prescriber class, follow-up window and status,
+    adult) come from the same SQL as the audit's (:mod:`toolkit.rules.facts`); ``follow_up_status``
+    is NULL when ``as_of`` is not given.
+    """
     where, params = _session_filter(months, institution)
-    sql = f"""WITH {_DRUG_FLAGS},
-lines AS (
-  SELECT r.session_id, count(*) AS n_lines, min(r.quantity) AS min_q, max(r.quantity) AS max_q,
-         {_and3("r.dispensing = 'outside'")} AS outside,
-         {_and3("r.pharmacist_trained")} AS pharmacist_trained,
-         {_and3("r.witnessed_intake")} AS witnessed_intake
-  FROM prescriptions r JOIN drug_flags f ON f.drug_code = r.drug_code
-  WHERE f.emergency_contraceptive GROUP BY r.session_id)
+    sql = f"""WITH {_facts_ctes(as_of)}
 SELECT e.session_id, e.reason, e.referred_by_support_center, e.assault_suspected,
   e.police_or_onestop_referred, e.child_guidance_notified, e.contraception_counselled,
-  e.follow_up_due_on, e.follow_up_visited_on,
-  strftime(timezone('Asia/Tokyo', s.started_at), '%Y-%m') AS month,
-  CAST(timezone('Asia/Tokyo', s.started_at) AS DATE) AS sdate,
-  d.doctor_id AS doctor_found, d.specialty, d.ec_training_on,
+  f.month, f.sdate, f.prescriber, f.follow_up_window, f.follow_up_status, f.adult,
   pt.birth_date, pt.birth_year,
-  coalesce(l.n_lines, 0) AS n_lines, l.min_q, l.max_q, l.outside, l.pharmacist_trained, l.witnessed_intake
+  coalesce(l.n_lines, 0) AS n_lines, l.min_q, l.outside, l.pharmacist_trained, l.witnessed_intake
 FROM ec_cases e
+JOIN ec_facts f ON f.session_id = e.session_id
 JOIN sessions s ON s.session_id = e.session_id
-LEFT JOIN doctors d ON d.doctor_id = s.doctor_id
 LEFT JOIN patients pt ON pt.patient_id = s.patient_id
 LEFT JOIN lines l ON l.session_id = e.session_id
 WHERE {where}
@@ -122,21 +121,8 @@ def _tri(v: Any) -> str:
     return "unknown" if v is None else ("yes" if v else "no")
 
 
-def prescriber_class(c: dict[str, Any]) -> str:
-    """obgyn / trained / untrained / not_recorded / unknown (see docs/survey.md)."""
-    if c["specialty"] == "obgyn":
-        return "obgyn"
-    if c["ec_training_on"] is not None and c["sdate"] is not None and c["ec_training_on"] <= c["sdate"]:
-        return "trained"
-    if c["doctor_found"] is None or c["specialty"] is None or c["sdate"] is None:
-        return "unknown"
-    if c["ec_training_on"] is None:
-        return "not_recorded"
-    return "untrained"
-
-
-def case_facts(c: dict[str, Any], as_of: dt.date) -> dict[str, str]:
-    """The category of one EC case on each dimension of the tables."""
+def case_facts(c: dict[str, Any]) -> dict[str, str]:
+    """The category of one EC case on each dimension of the tables (a row of :func:`ec_case_rows`)."""
     ages = age_range(c["birth_date"], c["birth_year"], c["sdate"])
     n = c["n_lines"]
     if n == 0:
@@ -151,38 +137,18 @@ def case_facts(c: dict[str, Any], as_of: dt.date) -> dict[str, str]:
         k: ("unknown" if n == 0 else _tri(c[k]))
         for k in ("outside", "pharmacist_trained", "witnessed_intake")
     }
-    due, visited, sdate = c["follow_up_due_on"], c["follow_up_visited_on"], c["sdate"]
-    if due is None or sdate is None:
-        window = "window_unknown"
-    else:
-        window = (
-            "window_in"
-            if sdate + dt.timedelta(days=14) <= due <= sdate + dt.timedelta(days=28)
-            else "window_out"
-        )
-    if visited is not None:
-        status = "completed"
-    elif due is None:
-        status = "status_unknown"
-    elif as_of > due + dt.timedelta(days=14):
-        status = "overdue"
-    else:
-        status = "pending"
-    if ages is None:
-        minor = "age_unknown"
-    else:
-        minor = "minor" if ages[1] < 18 else ("adult" if ages[0] >= 18 else "age_unknown")
+    minor = {False: "minor", True: "adult"}.get(c["adult"], "age_unknown")
     return {
         "month": c["month"],
         "age": age_band(ages),
         "reason": c["reason"] or "unknown",
         "route": _tri(c["referred_by_support_center"]),
-        "prescriber": prescriber_class(c),
+        "prescriber": c["prescriber"],
         "single_tablet": single,
         **line_tri,
         "contraception_counselled": _tri(c["contraception_counselled"]),
-        "window": window,
-        "status": status,
+        "window": c["follow_up_window"],
+        "status": c["follow_up_status"],
         "suspected": _tri(c["assault_suspected"]),
         "referred": _tri(c["police_or_onestop_referred"]),
         "minor": minor,
@@ -195,10 +161,10 @@ def t6_rows(
 ) -> list[dict[str, Any]]:
     """Per month: first-visit online_care sessions with a prescription and the three flagged counts."""
     where, params = _session_filter(months, institution)
-    sql = f"""WITH {_DRUG_FLAGS},
+    sql = f"""WITH drug_flags AS ({facts.DRUG_FLAGS_SELECT}),
 per_session AS (
   SELECT s.session_id, strftime(timezone('Asia/Tokyo', s.started_at), '%Y-%m') AS month,
-    (s.is_regular_doctor OR (s.prior_info_source IN {PRIOR_SOURCES} AND s.prior_info_recorded)) IS TRUE AS hk,
+    {facts.history_known("s")} IS TRUE AS hk,
     bool_or(coalesce(f.narcotic, FALSE) OR coalesce(f.psychotropic, FALSE)) AS narc_psych,
     bool_or(coalesce(f.high_risk, FALSE)) AS high_risk,
     bool_or(coalesce(r.days_supply >= 8, FALSE)) AS over7
@@ -223,13 +189,14 @@ def compute_counts(
 ) -> dict[str, int]:
     """Exact value of every owned cell of the layout (zeros included).
 
-    ``t5``: per EC rule ``{"violated", "not_evidenced", "available"}`` from the audit run (None: no run).
+    ``t5``: per EC rule ``{"in_scope", "violated", "not_evidenced", "available"}`` from the audit run
+    (None: no run).
     """
     layout = build_layout(months)
     values = {c: 0 for ids in layout.owned.values() for c in ids}
-    cases = ec_case_rows(con, months, institution)
-    facts = [case_facts(c, as_of) for c in cases]
-    for f in facts:
+    cases = ec_case_rows(con, months, institution, as_of)
+    case_cats = [case_facts(c) for c in cases]
+    for f in case_cats:
         for col in (f["month"], "total"):
             values[cell("T1", "all", col)] += 1
             for dim, *_ in DIMENSIONS:
@@ -247,20 +214,15 @@ def compute_counts(
             if f["minor"] == "minor":
                 values[cell("T4", f"cg_{f['cg']}", "count")] += 1
     if t5:
-        scope = {k: len(facts) for k in ALL_CASE_RULES}
-        scope["ec.single_tablet_outside"] = scope["ec.witnessed_intake"] = sum(
-            1 for c in cases if c["n_lines"]
-        )
-        scope["ec.assault_support"] = sum(1 for c in cases if c["assault_suspected"] is not False)
         for rule, _, _ in EC_RULES:
             r = t5.get(rule)
             if not r or not r.get("available"):
                 continue
             values[cell("T5", rule, "available")] = 1
-            values[cell("T5", rule, "in_scope")] = scope[rule]
+            values[cell("T5", rule, "in_scope")] = r["in_scope"]
             values[cell("T5", rule, "violated")] = r["violated"]
             values[cell("T5", rule, "not_evidenced")] = r["not_evidenced"]
-            values[cell("T5", rule, "compliant")] = max(0, scope[rule] - r["violated"] - r["not_evidenced"])
+            values[cell("T5", rule, "compliant")] = max(0, r["in_scope"] - r["violated"] - r["not_evidenced"])
     for r in t6_rows(con, months, institution):
         for k in ("sessions", "narc_psych", "high_risk", "over7"):
             values[cell("T6", r["month"], k)] += int(r[k])

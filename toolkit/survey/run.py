@@ -207,11 +207,13 @@ def _institution(con: duckdb.DuckDBPyConnection, months: list[str], institution:
 
 
 def audit_t5(
-    con: duckdb.DuckDBPyConnection, case_ids: set[str]
+    con: duckdb.DuckDBPyConnection, case_ids: set[str], months: list[str], institution: str | None
 ) -> tuple[dict[str, dict[str, int]] | None, list[tuple[str, str, str]], dt.date | None]:
-    """EC rule results of the latest audit run, restricted to ``case_ids``.
+    """EC rule results of the latest audit run, restricted to ``case_ids`` (the period's cases).
 
-    Returns (per rule {violated, not_evidenced, available} or None when there is no run,
+    The records in scope of each rule are the audit's own (its strata of the period's months and
+    the institution), never re-derived here. Returns (per rule {in_scope, violated, not_evidenced,
+    available} or None when there is no run,
     the non-compliant (rule, case id, status) rows for the local copy, the run's as-of date).
     """
     if not store.table_exists(con, "audit_runs"):
@@ -234,11 +236,25 @@ def audit_t5(
         ).fetchall()
         if e in case_ids
     ]
+    marks = ", ".join("?" for _ in months)
+    inst_sql, params = (
+        ("", [run_id, *months])
+        if institution is None
+        else (" AND institution_id = ?", [run_id, *months, institution])
+    )
+    in_scope = dict(
+        con.execute(
+            "SELECT rule_id, sum(denominator) FROM rule_results_strata WHERE run_id = ? AND rule_id LIKE 'ec.%' "
+            f"AND month IN ({marks}){inst_sql} GROUP BY rule_id",
+            params,
+        ).fetchall()
+    )
     out: dict[str, dict[str, int]] = {}
     for rule, _, _ in EC_RULES:
         avail = rule in status and status[rule] not in ("not_evaluable", "error")
         out[rule] = {
             "available": int(avail),
+            "in_scope": int(in_scope.get(rule) or 0),
             "violated": sum(1 for r, _, s in rows if r == rule and s == "violated"),
             "not_evidenced": sum(1 for r, _, s in rows if r == rule and s == "not_evidenced"),
         }
@@ -271,7 +287,7 @@ def run_survey_ec(
         flt = inst if institution else None
         cases = ec_case_rows(con, months, flt)
         case_ids = {str(c["session_id"]) for c in cases}
-        t5, nonconf, run_as_of = audit_t5(con, case_ids)
+        t5, nonconf, run_as_of = audit_t5(con, case_ids, months, flt)
         as_of = as_of or run_as_of or dt.datetime.now(JST).date()
         values = compute_counts(con, months, flt, as_of, t5)
     finally:
