@@ -297,7 +297,11 @@ def build_db(
         # period's I1 cases, plus decoys the survey must leave out (another institution, a month
         # outside the period).
         for rule, (scope, *_counts) in EXPECTED_T5.items():
-            for inst, month, n in ((institution, "2026-05", scope), ("I2", "2026-05", 1), (institution, "2026-08", 3)):
+            for inst, month, n in (
+                (institution, "2026-05", scope),
+                ("I2", "2026-05", 1),
+                (institution, "2026-08", 3),
+            ):
                 con.execute(
                     "INSERT INTO rule_results_strata (run_id, rule_id, institution_id, doctor_id, month, "
                     "denominator, violated, not_evidenced) VALUES (?, ?, ?, NULL, ?, ?, 0, 0)",
