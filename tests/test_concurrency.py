@@ -74,10 +74,12 @@ def test_second_writer_fails_cleanly_and_the_first_completes(base, tmp_path):
         tmp_path,
         resume_file=resume,
     )
-    try:
-        r = cli("ingest", "--db", str(db), str(second))
+    try:  # OCAUDIT_BUSY_WAIT replaces the ingest's 30 s default wait (here: 1 s, then busy)
+        t0 = time.monotonic()
+        r = cli("ingest", "--db", str(db), str(second), extra_env={"OCAUDIT_BUSY_WAIT": "1"})
         assert r.returncode == 2
         assert "busy" in r.stderr and str(db) in r.stderr and "Traceback" not in r.stderr
+        assert time.monotonic() - t0 < 25, "the 1 s bound should replace the 30 s default"
     finally:
         resume.touch()
         _, err = proc.communicate(timeout=120)
@@ -116,7 +118,7 @@ def test_writer_waits_for_a_reader_within_its_bound(base, tmp_path):
         t0 = time.monotonic()
         r = cli("ingest", "--db", str(db), str(second), extra_env={"OCAUDIT_BUSY_WAIT": "1"})
         assert r.returncode == 2 and "busy" in r.stderr and "Traceback" not in r.stderr
-        assert time.monotonic() - t0 < 50
+        assert time.monotonic() - t0 < 25, "the 1 s bound should replace the 30 s default"
     finally:
         reader.kill()
         reader.wait()

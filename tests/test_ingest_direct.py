@@ -8,6 +8,7 @@ counts and the printed lines the same text.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -60,11 +61,30 @@ def _ingest_all(db: Path, sources: list[Path], direct: bool, monkeypatch: pytest
     return results
 
 
+_READ_ERROR = re.compile(r"cannot be read as (\w+) \((?:[^()]|\([^()]*\))*\)")
+
+
+def _stable(value: object) -> object:
+    """``value`` with DuckDB's own wording of a read failure replaced by ``(…)``, recursively.
+
+    A damaged Parquet file fails in whichever row group a reader thread decodes first, so
+    DuckDB's message varies between runs ("ZSTD Decompression failure", "don't know what
+    type", …); that the file was refused, and where, is what both paths must agree on.
+    """
+    if isinstance(value, str):
+        return _READ_ERROR.sub(r"cannot be read as \1 (…)", value)
+    if isinstance(value, dict):
+        return {k: _stable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_stable(v) for v in value)
+    return value
+
+
 def _compare(tmp_path: Path, sources: list[Path], monkeypatch: pytest.MonkeyPatch) -> list:
     direct = _ingest_all(tmp_path / "direct.duckdb", sources, True, monkeypatch)
     staged = _ingest_all(tmp_path / "staged.duckdb", sources, False, monkeypatch)
     assert staged[-1] == []
-    assert direct[:-1] == staged[:-1]
+    assert _stable(direct[:-1]) == _stable(staged[:-1])
     assert _dump(tmp_path / "direct.duckdb") == _dump(tmp_path / "staged.duckdb")
     return direct
 

@@ -97,6 +97,21 @@ def _is_lock_error(exc: BaseException) -> bool:
     return "lock" in msg and ("conflicting" in msg or "could not set" in msg)
 
 
+def busy_wait(default: float) -> float:
+    """Seconds to wait for a busy file: ``$OCAUDIT_BUSY_WAIT`` when set to a number, else ``default``.
+
+    The variable replaces each command's default (ingest and audit wait 30 s) in both directions,
+    so a scheduler can wait longer and a test or an impatient operator shorter.
+    """
+    raw = os.environ.get(BUSY_WAIT_ENV, "").strip()
+    if not raw:
+        return default
+    try:
+        return max(0.0, float(raw))
+    except ValueError as exc:
+        raise UserError(f"{BUSY_WAIT_ENV}={raw!r}: expected a number of seconds, e.g. 60") from exc
+
+
 def connect(
     db_path: str | os.PathLike[str],
     *,
@@ -108,7 +123,7 @@ def connect(
 
     DuckDB lets one process write a file, or several processes read it, never both. A file
     held by another process raises :class:`DatabaseBusyError` with a message saying to retry,
-    after waiting up to ``wait_seconds`` (at least ``$OCAUDIT_BUSY_WAIT`` seconds when set).
+    after waiting up to :func:`busy_wait` seconds (``$OCAUDIT_BUSY_WAIT`` when set, else ``wait_seconds``).
     A file or folder that cannot be created or written raises :class:`DatabaseAccessError`
     naming the path. A read-only connection to a file of an older or newer layout raises
     :class:`SchemaVersionError` saying what to do. From here on the process creates files
@@ -116,11 +131,7 @@ def connect(
     """
     path = Path(db_path)
     _owner_only_umask()
-    try:
-        env_wait = float(os.environ.get(BUSY_WAIT_ENV, "0") or 0)
-    except ValueError:
-        env_wait = 0.0
-    wait_seconds = max(wait_seconds, env_wait)
+    wait_seconds = busy_wait(wait_seconds)
     if read_only and not path.is_file():
         raise DatabaseAccessError(f"{path}: no such database file")
     if not read_only and not path.exists():

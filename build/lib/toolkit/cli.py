@@ -1,0 +1,171 @@
+"""Command line: argument parsing only; each command calls one stage module.
+
+Exit codes: 0 ok, 1 a report threshold broken (``report``), 2 usage or data error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from toolkit import __version__
+from toolkit.errors import UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ocaudit",
+        description="Audit online medical care (オンライン診療) logs against the MHLW guideline.",
+    )
+    p.add_argument("--version", action="version", version=f"ocaudit {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("ingest", help="load exports into a DuckDB file (取り込み)")
+    s.add_argument("--db", required=True, help="DuckDB file to create or update")
+    s.add_argument("source", help="folder (or one file) holding contract tables")
+    s.add_argument("--mapping", help="YAML mapping of vendor columns/values/date formats")
+    s.add_argument("--encoding", help="force the CSV encoding (utf-8, utf-8-sig, cp932)")
+
+    s = sub.add_parser("generate", help="write a synthetic data set with known violations")
+    s.add_argument("--sessions", type=int, required=True)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--format", choices=("parquet", "csv"), default="parquet")
+    s.add_argument(
+        "--violation-rate",
+        type=float,
+        default=0.02,
+        help="fraction of in-scope records that get an injected violation per rule",
+    )
+    s.add_argument("--clean", action="store_true", help="inject no violations")
+
+    s = sub.add_parser("audit", help="run the rule catalogue (監査)")
+    s.add_argument("--db", required=True)
+    s.add_argument("--violations", help="write violations CSV here")
+    s.add_argument("--json", help="write the per-rule summary JSON here")
+    s.add_argument("--rules", help="only rules whose id matches this glob, e.g. 'ec.*'")
+    s.add_argument("--as-of", help="date time-dependent rules are judged at (YYYY-MM-DD; default today)")
+    s.add_argument("--attestation", help="attestation checklist YAML filled in by the institution")
+    s.add_argument("--quiet", action="store_true", help="no progress output")
+
+    s = sub.add_parser("report", help="self-contained HTML compliance report (報告書)")
+    s.add_argument("--db", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--run", help="audit run id (default: latest)")
+    s.add_argument("--institution", help="only this institution")
+    s.add_argument("--period", help="YYYY-MM..YYYY-MM")
+    s.add_argument("--fail-on", choices=("must", "should", "none"), default="none")
+    s.add_argument(
+        "--max-rate",
+        action="append",
+        default=[],
+        metavar="RULE=RATE",
+        help="fail (exit 1) when a rule's non-compliance rate exceeds RATE",
+    )
+
+    s = sub.add_parser("feedback", help="per-doctor feedback sheets (フィードバック)")
+    s.add_argument("--db", required=True)
+    s.add_argument("--doctor", help="one doctor id (default: every doctor)")
+    s.add_argument("--out", required=True, help="output file (one doctor) or folder (all)")
+    s.add_argument("--run", help="audit run id (default: latest)")
+
+    s = sub.add_parser("survey", help="MHLW-style surveys (実態調査)")
+    ssub = s.add_subparsers(dest="survey_command", required=True)
+    e = ssub.add_parser("ec", help="emergency contraception from first online visits")
+    e.add_argument("--db", required=True)
+    e.add_argument("--period", required=True, help="YYYY-MM..YYYY-MM")
+    e.add_argument("--out", required=True)
+    e.add_argument("--threshold", type=int, default=10, help="suppress counts below this (default 10)")
+    e.add_argument("--institution", help="institution id for the package manifest")
+    m = ssub.add_parser("merge", help="combine institutions' aggregate packages")
+    m.add_argument("packages", nargs="+")
+    m.add_argument("--out", required=True)
+    m.add_argument("--threshold", type=int, default=10)
+
+    s = sub.add_parser("demo", help="generate nothing; ingest sample_data, audit and report")
+    s.add_argument("--out", default="demo_out")
+    s.add_argument("--sample", default=None, help="sample data folder (default: shipped sample_data)")
+    return p
+
+
+def skip_slow_optional_imports() -> None:
+    """Keep jsonschema from importing ``rfc3987_syntax`` in this process (≈ 1.3 s at every start).
+
+    jsonschema, which GX and Altair import, loads ``rfc3987_syntax`` when it is installed (Jupyter's
+    ``jsonschema[format-nongpl]`` installs it) for its optional ``iri``/``iri-reference`` format
+    checkers, and that module builds a Lark grammar at import time
+    (python-jsonschema/jsonschema#1428). Neither GX nor Altair checks those formats; marking the
+    module absent makes jsonschema leave the two checkers out. Only the ``ocaudit`` command does
+    this: notebooks and other programs are untouched.
+    """
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
+
+
+def console() -> int:
+    """The ``ocaudit`` console script: :func:`main` on ``sys.argv``, without the slow optional import."""
+    skip_slow_optional_imports()
+    return main()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``ocaudit`` command (``argv`` defaults to ``sys.argv[1:]``); the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UserError as exc:
+        print(f"ocaudit: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # store errors (busy, schema) are user-facing too
+        from toolkit.store import DatabaseBusyError, SchemaVersionError, describe_storage_error
+
+        if isinstance(exc, (DatabaseBusyError, SchemaVersionError)):
+            print(f"ocaudit: error: {exc}", file=sys.stderr)
+            return 2
+        msg = describe_storage_error(exc, getattr(args, "db", None))
+        if msg:  # disk full, read-only file system, permission denied: the path and what to do
+            print(f"ocaudit: error: {msg}", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("ocaudit: interrupted; the database is as it was before this command.", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    cmd = args.command
+    if cmd == "ingest":
+        from toolkit.ingest import run as ingest
+
+        return ingest.cli_ingest(args)
+    if cmd == "generate":
+        from toolkit.synth import generate
+
+        return generate.cli_generate(args)
+    if cmd == "audit":
+        from toolkit.audit import run as audit
+
+        return audit.cli_audit(args)
+    if cmd == "report":
+        from toolkit.report import html as report
+
+        return report.cli_report(args)
+    if cmd == "feedback":
+        from toolkit.report import feedback
+
+        return feedback.cli_feedback(args)
+    if cmd == "survey":
+        from toolkit.survey import run as survey
+
+        if args.survey_command == "ec":
+            return survey.cli_survey_ec(args)
+        return survey.cli_survey_merge(args)
+    if cmd == "demo":
+        from toolkit import demo
+
+        return demo.cli_demo(args)
+    raise UserError(f"unknown command {cmd!r}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""The direct first load: an empty table fed only by Parquet files is not staged.
+
+The write transaction opens before phase 1 and the files are read straight into the canonical
+table (bad rows are moved out to ``_inc_<table>``, the only rows kept there); duplicate keys are
+found afterwards with one GROUP BY on the table and resolved as the staged path does.
+A statement that fails inside the transaction aborts it in DuckDB, so a failing file raises
+:class:`~toolkit.ingest.records._Fallback` and the ingest starts again staged.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from toolkit.contract import TABLES, Table
+from toolkit.ingest import readers as rd
+from toolkit.ingest.readers import lit, q
+from toolkit.ingest.records import TableCounts
+from toolkit.store import SCHEMA_VERSION, ensure_schema, schema_version, table_exists
+
+
+class DirectLoad:
+    """The direct path of :class:`toolkit.ingest.run._Run` (see the module docstring)."""
+
+    def begin_direct(self, files: list[rd.SourceFile]) -> bool:
+        """Open the write transaction now if some table can be loaded directly; True if so.
+
+        A table qualifies when it is empty and every file for it is Parquet. Its files are then
+        read straight into the canonical table inside the one transaction (bad rows moved out
+        to the TEMP table); the other files are staged as usual, in the same transaction.
+        """
+        con = self.con
+        if schema_version(con) not in (None, SCHEMA_VERSION):
+            return False  # migrations and refusals keep the staged order of events
+        fmts: dict[str, set[str]] = {}
+        for f in files:
+            fmts.setdefault(f.table, set()).add(f.fmt)
+        direct = {t for t, f in fmts.items() if f == {"parquet"} and _table_empty(con, t)}
+        if not direct:
+            return False
+        con.execute("BEGIN TRANSACTION")
+        self.in_txn = True
+        ensure_schema(con)  # in this transaction
+        self.direct = direct
+        return True
+
+    def _direct_insert(self, table: str, sql: str, idx: int, inc: str) -> int:
+        """Insert every row of the parse SELECT into the (empty) canonical table; move bad rows to ``inc``.
+
+        A bad row is written with ``_ingest_id`` NULL and its reason, failing column and raw row packed
+        in ``_row_hash`` as a JSON array; it is then copied to ``inc`` and deleted. Returns rows read.
+        """
+        con = self.con
+        t = TABLES[table]
+        cols = ", ".join(q(c) for c in t.column_names)
+        con.execute("SET preserve_insertion_order = false")  # only Parquet (file_row_number) here
+        try:
+            n = con.execute(
+                f"INSERT INTO {q(table)} ({cols}, _ingest_id, _row_hash, _source_file, _line_number) "
+                f"SELECT {cols}, CASE WHEN _reason IS NULL THEN {lit(self.ingest_id)} END, "
+                "CASE WHEN _reason IS NULL THEN _row_hash "
+                "ELSE CAST(json_array(_reason, _errcol, _raw) AS VARCHAR) END, _source_file, _line "
+                f"FROM ({sql})"
+            ).fetchall()[0][0]
+        finally:
+            con.execute("RESET preserve_insertion_order")
+        bad = f"FROM {q(table)} WHERE _ingest_id IS NULL"
+        if con.execute(f"SELECT count(*) {bad}").fetchall()[0][0]:
+            con.execute(
+                f"INSERT INTO {inc} (_file_idx, _line, _reason, _errcol, _raw, _source_file) "
+                f"SELECT {idx}, _line_number, json_extract_string(_row_hash, '$[0]'), "
+                "json_extract_string(_row_hash, '$[1]'), json_extract_string(_row_hash, '$[2]'), "
+                f"_source_file {bad}"
+            )
+            con.execute(f"DELETE {bad}")
+        return int(n)
+
+    def _write_direct(self, t: Table, inc: str, ingest_id: str, counts: TableCounts) -> TableCounts:
+        """Write phase of a table loaded directly: duplicate keys, initial_load record, quarantine."""
+        con = self.con
+        dup_same = self._direct_duplicates(t, inc) if t.key else 0
+        counts.read = sum(f.read or 0 for f in self.files if f.sf.table == t.name)
+        counts.quarantined, dup_diff = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE _dup = 'conflict') FROM {inc}"
+        ).fetchall()[0]
+        counts.inserted = counts.read - counts.quarantined - dup_same
+        if counts.inserted:
+            con.execute(
+                "INSERT INTO row_changes VALUES (?, ?, NULL, 'initial_load', NULL, ?)",
+                [ingest_id, t.name, f"{counts.inserted} rows"],
+            )
+        # the table was empty: a replacing load (drug_master) deletes nothing
+        self._quarantine(t.name, inc, ingest_id)
+        return self._finish_counts(t.name, counts, dup_same, dup_diff)
+
+    def _direct_duplicates(self, t: Table, inc: str) -> int:
+        """Duplicate keys in a directly loaded table, as :meth:`_duplicates` decides them.
+
+        Later rows (by file order, then line) with an already-seen key are deleted from the table;
+        identical ones are counted (returned), the others are staged in ``inc`` as quarantined.
+        """
+        con = self.con
+        key = q(t.key[0])
+        table = q(t.name)
+        dups = f"SELECT {key} FROM {table} GROUP BY {key} HAVING count(*) > 1"
+        if not con.execute(f"SELECT count(*) FROM ({dups})").fetchall()[0][0]:
+            return 0
+        fidx = (
+            "CASE _source_file "
+            + " ".join(f"WHEN {lit(str(f.sf.path))} THEN {f.idx}" for f in self.files if f.sf.table == t.name)
+            + " END"
+        )
+        obj = ", ".join(f"{lit(c)}, {q(c)}" for c in t.column_names)
+        con.execute(f"""
+CREATE OR REPLACE TEMP TABLE _dd AS
+SELECT * FROM (
+  SELECT _fi AS _file_idx, _line_number AS _line, _source_file, _row_hash, CAST({key} AS VARCHAR) AS k,
+         CAST(json_object({obj}) AS VARCHAR) AS _raw,
+         row_number() OVER w AS rn, first_value(_row_hash) OVER w AS fh, first_value(_line_number) OVER w AS fl,
+         first_value(_fi) OVER w AS ff, first_value(_source_file) OVER w AS fsrc
+  FROM (SELECT *, {fidx} AS _fi FROM {table} WHERE {key} IN ({dups}))
+  WINDOW w AS (PARTITION BY {key} ORDER BY _fi, _line_number)) WHERE rn > 1""")
+        con.execute(f"""
+INSERT INTO {inc} (_file_idx, _line, _reason, _errcol, _raw, _dup, _source_file)
+SELECT _file_idx, _line, 'duplicate key ' || k || ' with different content (first at '
+         || CASE WHEN ff = _file_idx THEN '' ELSE fsrc || ' ' END || 'line ' || fl || ')',
+       {lit(t.key[0])}, _raw, 'conflict', _source_file
+FROM _dd WHERE _row_hash <> fh""")
+        same = con.execute("SELECT count(*) FROM _dd WHERE _row_hash = fh").fetchall()[0][0]
+        con.execute(
+            f"DELETE FROM {table} USING _dd d WHERE {table}._source_file = d._source_file "
+            f"AND {table}._line_number = d._line"
+        )
+        con.execute("DROP TABLE _dd")
+        return int(same)
+
+
+def _table_empty(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    """True if canonical ``table`` does not exist yet or holds no rows."""
+    if not table_exists(con, table):
+        return True
+    return con.execute(f"SELECT count(*) FROM (SELECT 1 FROM {q(table)} LIMIT 1)").fetchall()[0][0] == 0

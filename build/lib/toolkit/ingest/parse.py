@@ -1,0 +1,308 @@
+"""Contract checks for ingest: which file column is which contract column, and the parse SQL.
+
+:func:`check_columns` resolves a file's header against the contract and the mapping (drops,
+renames, alternatives, direct identifiers, missing keys). :func:`parse_select` builds one
+set-based SELECT that parses every contract column, hashes the row and, for a row breaking
+the contract, gives the reason, first failing column and the raw row as JSON.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from toolkit.contract import (
+    DIRECT_IDENTIFIER_PATTERNS,
+    FALSE_WORDS,
+    TABLES,
+    TRUE_WORDS,
+    Column,
+    Table,
+)
+from toolkit.errors import InputFileError
+from toolkit.ingest.mapping import TableMapping
+from toolkit.ingest.readers import SourceFile, lit, q
+
+FULL = (
+    "０１２３４５６７８９－．：／＋　ＡＢＣＤＥＦＧＨＩＪＫＬＭＮＯＰＱＲＳＴＵＶＷＸＹＺ"
+    "ａｂｃｄｅｆｇｈｉｊｋｌｍｎｏｐｑｒｓｔｕｖｗｘｙｚ＿"
+)
+HALF = "0123456789-.:/+ ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_"
+TRIM = " \t\r\n\u3000"
+INT_TYPES = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "HUGEINT",
+    "UHUGEINT",
+}
+NUM_TYPES = INT_TYPES | {"FLOAT", "DOUBLE", "REAL"}
+
+
+@dataclass
+class Resolution:
+    """How a file's columns meet the contract."""
+
+    src_for: dict[str, str] = field(default_factory=dict)  # contract column -> file column
+    keep: list[str] = field(default_factory=list)  # file columns kept (not dropped)
+    present: list[str] = field(default_factory=list)  # contract columns the file has
+    warnings: list[str] = field(default_factory=list)
+
+
+def _tokens(name: str) -> list[str]:
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return [t for t in re.split(r"[^0-9a-zA-Z]+", spaced.lower()) if t]
+
+
+def looks_like_identifier(name: str) -> bool:
+    """True if a column name looks like a direct identifier (name, address, phone, insurance …)."""
+    toks = _tokens(name)
+    for pat in DIRECT_IDENTIFIER_PATTERNS:
+        if pat.isascii():
+            ptoks = pat.split("_")
+            n = len(ptoks)
+            if any(toks[i : i + n] == ptoks for i in range(len(toks) - n + 1)):
+                return True
+            joined = pat.replace("_", "")
+            if len(toks) == 1 and len(joined) >= 5 and joined in toks[0]:
+                return True  # e.g. "patientname", "phonenumber" written as one word
+        elif pat in name:
+            return True
+    return False
+
+
+def required_columns(t: Table) -> tuple[str, ...]:
+    """Columns a file must have: the key, or ``session_id`` for access_log."""
+    return t.key or ("session_id",)
+
+
+def check_columns(sf: SourceFile, columns: list[str], m: TableMapping) -> Resolution:
+    """Resolve file columns to contract columns; InputFileError for a file that must be refused."""
+    t = TABLES[sf.table]
+    drop = set(m.drop)
+    res = Resolution(keep=[c for c in columns if c not in drop])
+    lower = {n.lower(): n for n in t.column_names}
+    extras = []
+    for c in res.keep:
+        target = m.columns.get(c)
+        if target is None:
+            target = c if c in t.column_names else lower.get(c.lower())
+            if target is None and c.lower() in t.alternatives:
+                target = c.lower()
+        if target is not None and target not in t.column_names:
+            target = t.alternatives[target]
+            if target in res.src_for:
+                continue  # drug_code present as well as code_prefix: drug_code wins
+        if target is None:
+            extras.append(c)
+            continue
+        if target in res.src_for:
+            raise InputFileError(
+                str(sf.path),
+                f"columns {res.src_for[target]!r} and {c!r} both give {target}; "
+                "expected one column per contract column (drop one in the mapping)",
+            )
+        res.src_for[target] = c
+    # contract columns of this table (institutions.name, prescriptions.drug_name) were resolved above;
+    # any other identifier-like column is refused, even "name" (patients.name is a patient's name)
+    ids = [c for c in extras if looks_like_identifier(c)]
+    if ids:
+        raise InputFileError(
+            str(sf.path),
+            f"columns that look like direct identifiers: {', '.join(ids)}. Names, addresses, "
+            "phone or insurance numbers must not be ingested: remove them from the export or drop them "
+            f"in the mapping (tables: {{{sf.table}: {{drop: [{', '.join(ids)}]}}}})",
+        )
+    missing = [k for k in required_columns(t) if k not in res.src_for and k not in m.constants]
+    if missing:
+        raise InputFileError(
+            str(sf.path),
+            f"missing key column {', '.join(missing)}; expected a header with the {sf.table} "
+            f"columns ({', '.join(t.column_names)}). The header has {len(columns)} column(s) and none is "
+            f"{', '.join(missing)}: is the header line missing, or does the mapping need a `columns:` rename?",
+        )
+    if extras:
+        res.warnings.append(f"ignored columns not in the {sf.table} contract: {', '.join(extras)}")
+    res.present = [c for c in t.column_names if c in res.src_for or c in m.constants]
+    return res
+
+
+def _text(expr: str, vmap: dict[str, str]) -> str:
+    """Text of a raw value: empty → NULL; a mapping value map applied to the trimmed value."""
+    v = f"NULLIF(CAST({expr} AS VARCHAR), '')"
+    if vmap:
+        cases = " ".join(f"WHEN {lit(k)} THEN {lit(val)}" for k, val in vmap.items())
+        v = f"(CASE trim({v}, {lit(TRIM)}) {cases} ELSE {v} END)"
+    return v
+
+
+def _clean(v: str) -> str:
+    """The slow-path normalisation: full-width digits/signs to ASCII, whitespace (incl. 全角) trimmed."""
+    return f"NULLIF(trim(translate({v}, {lit(FULL)}, {lit(HALF)}), {lit(TRIM)}), '')"
+
+
+def _in(words: frozenset[str] | tuple[str, ...]) -> str:
+    return "(" + ", ".join(lit(w) for w in sorted(words)) + ")"
+
+
+def _fast(c: Column, v: str, m: TableMapping) -> str:
+    """Parse of already-clean text ``v`` (NULL when it does not parse)."""
+    if c.type == "enum":
+        return f"CASE WHEN lower({v}) IN {_in(c.enum)} THEN lower({v}) END"
+    if c.type == "bool":
+        return (
+            f"CASE WHEN lower({v}) IN {_in(TRUE_WORDS)} THEN TRUE "
+            f"WHEN lower({v}) IN {_in(FALSE_WORDS)} THEN FALSE END"
+        )
+    if c.type == "int":  # DuckDB alone would accept 2.5 (→ 3), 1_000 and 0x10
+        return f"CASE WHEN regexp_full_match({v}, '\\s*[+-]?[0-9]+(\\.0*)?\\s*') THEN TRY_CAST({v} AS BIGINT) END"
+    if c.type == "decimal":
+        return f"TRY_CAST({v} AS DECIMAL(18,4))"
+    if c.type == "date":
+        iso = (
+            f"CASE WHEN regexp_full_match({v}, '[0-9]{{4}}-[0-9]{{1,2}}-[0-9]{{1,2}}') "
+            f"THEN TRY_CAST({v} AS DATE) END"
+        )
+        if m.date_format:
+            return f"coalesce(CAST(TRY_STRPTIME({v}, {lit(m.date_format)}) AS DATE), {iso})"
+        return iso
+    if c.type == "timestamptz":
+        iso = f"TRY_CAST({v} AS TIMESTAMPTZ)"  # no offset → session TimeZone (Asia/Tokyo)
+        if m.timestamp_format:
+            return f"coalesce(TRY_CAST(TRY_STRPTIME({v}, {lit(m.timestamp_format)}) AS TIMESTAMPTZ), {iso})"
+        return iso
+    raise ValueError(c.type)
+
+
+def _parse(c: Column, v: str, m: TableMapping) -> str:
+    """Parse of text ``v``: the fast parse, else (only for rows where it fails) of its cleaned text."""
+    if c.type == "str":
+        return v
+    if c.type == "enum":
+        return (
+            f"CASE WHEN {v} IS NULL THEN NULL WHEN {v} IN {_in(c.enum)} THEN {v} "
+            f"ELSE {_fast(c, _clean(v), m)} END"
+        )
+    if c.type == "bool":
+        return (
+            f"CASE WHEN {v} IS NULL THEN NULL WHEN {v} IN {_in(TRUE_WORDS)} THEN TRUE "
+            f"WHEN {v} IN {_in(FALSE_WORDS)} THEN FALSE ELSE {_fast(c, _clean(v), m)} END"
+        )
+    fast = _fast(c, v, m)
+    return f"CASE WHEN {v} IS NULL THEN NULL WHEN {fast} IS NOT NULL THEN {fast} ELSE {_fast(c, _clean(v), m)} END"
+
+
+def _native(c: Column, expr: str, st: str) -> str | None:
+    """A parse expression using the file's own type, when it already fits the contract type."""
+    st = st.upper()
+    if c.type == "bool" and st == "BOOLEAN":
+        return expr
+    if c.type == "int" and st in INT_TYPES:
+        return f"TRY_CAST({expr} AS BIGINT)"
+    if c.type == "decimal" and (st in NUM_TYPES or st.startswith("DECIMAL")):
+        return f"TRY_CAST({expr} AS DECIMAL(18,4))"
+    if c.type == "date" and st == "DATE":
+        return expr
+    if c.type == "timestamptz" and st.startswith("TIMESTAMP"):
+        return f"CAST({expr} AS TIMESTAMPTZ)"  # a naive TIMESTAMP is Japan time (session TimeZone)
+    return None
+
+
+def _reason(t: Table, c: Column, v: str, p: str, m: TableMapping, native: bool) -> tuple[str, str]:
+    """(error flag SQL, reason text SQL) of one column; the flag is cheap except for failing rows."""
+    shown = "chr(39) || left(CAST(" + v + " AS VARCHAR), 60) || chr(39)"
+    what = {
+        "bool": "is not a boolean (true/false, 1/0, yes/no, はい/いいえ, 有/無)",
+        "int": "is not an integer",
+        "decimal": "is not a number",
+        "date": f"is not a date ({m.date_format or 'YYYY-MM-DD'})",
+        "timestamptz": f"is not a timestamp ({m.timestamp_format or 'ISO 8601'})",
+        "enum": "is not one of " + ", ".join(c.enum),
+        "str": "is not text",
+    }[c.type]
+    text = f"{lit(c.name + ': ')} || {shown} || {lit(' ' + what)}"
+    blank = "FALSE" if native else f"{_clean(f'CAST({v} AS VARCHAR)')} IS NULL"
+    if c.name in required_columns(t):
+        return (
+            f"({p} IS NULL)",
+            f"CASE WHEN {v} IS NULL OR {blank} THEN {lit(c.name + ': missing key')} ELSE {text} END",
+        )
+    return f"CASE WHEN {p} IS NOT NULL OR {v} IS NULL THEN FALSE ELSE NOT {blank} END", text
+
+
+def parse_select(
+    t: Table,
+    res: Resolution,
+    types: dict[str, str],
+    m: TableMapping,
+    relation: str,
+    line_expr: str,
+    file_idx: int,
+    source_file: str,
+) -> str:
+    """SELECT producing the incoming-table row of every record of ``relation``.
+
+    Layers: ``__v`` text (or native typed value) per contract column, ``__p`` parsed value;
+    then the row hash (DuckDB's 64-bit ``hash`` of the typed values, as decimal text) and, only for rows with a failing column, the reason and raw JSON.
+    """
+    raw = [f"{q(c)} AS __r{i}" for i, c in enumerate(res.keep)]
+    rawname = {c: f"__r{i}" for i, c in enumerate(res.keep)}
+    texts, parsed, conds, reasons, nulls = [], [], [], [], []
+    for i, c in enumerate(t.columns):
+        vmap = m.values.get(c.name, {})
+        v, pv = f"__v{i}", f"__p{i}"
+        native = None
+        if c.name in res.src_for:
+            src = rawname[res.src_for[c.name]]
+            st = types.get(res.src_for[c.name], "VARCHAR")
+            if not vmap and st.upper() != "VARCHAR":
+                native = _native(c, v, st)
+            texts.append(f"{src if native else _text(src, vmap)} AS {v}")
+        elif c.name in m.constants:
+            texts.append(f"{_text(lit(m.constants[c.name]), vmap)} AS {v}")
+        else:
+            texts.append(f"CAST(NULL AS VARCHAR) AS {v}")
+            if c.name not in required_columns(t):
+                nulls.append(i)
+        pexpr = native or _parse(c, v, m)
+        if i in nulls:
+            pexpr = f"CAST(NULL AS {c.duckdb_type})"
+        elif not native and c.name in required_columns(t):
+            pexpr = f"CASE WHEN trim({v}, {lit(TRIM)}) = '' THEN NULL ELSE {pexpr} END"
+        parsed.append(f"{pexpr} AS {pv}")
+        if i in nulls:
+            continue
+        cond, text = _reason(t, c, v, pv, m, native is not None)
+        conds.append((c.name, cond))
+        reasons.append(text)
+    sel_raw = "".join(f", __r{i}" for i in range(len(res.keep)))
+    vs = "".join(f", __v{i}" for i in range(len(t.columns)))
+    ps = "".join(f", __p{i}" for i in range(len(t.columns)))
+    es = "".join(f", {cond} AS __e{k}" for k, (_, cond) in enumerate(conds))
+    out_cols = ", ".join(f"__p{i} AS {q(c.name)}" for i, c in enumerate(t.columns))
+    h = ", ".join(f"__p{i}" for i in range(len(t.columns)))
+    anyerr = " OR ".join(f"__e{k}" for k in range(len(conds))) or "FALSE"
+    errcol = (
+        "coalesce("
+        + ", ".join(f"CASE WHEN __e{k} THEN {lit(n)} END" for k, (n, _) in enumerate(conds))
+        + ", NULL)"
+    )
+    reason = ", ".join(f"CASE WHEN __e{k} THEN {text} END" for k, text in enumerate(reasons))
+    rawobj = ", ".join(f"{lit(c)}, __r{i}" for i, c in enumerate(res.keep))
+    rawjson = f"CAST(json_object({rawobj}) AS VARCHAR)" if rawobj else "'{}'"
+    return f"""
+SELECT {file_idx} AS _file_idx, _line, {out_cols}, CAST(hash({h}) AS VARCHAR) AS _row_hash,
+       CASE WHEN _bad THEN concat_ws('; ', {reason}) END AS _reason,
+       CASE WHEN _bad THEN {errcol} END AS _errcol,
+       CASE WHEN _bad THEN {rawjson} END AS _raw, NULL AS _dup, {lit(source_file)} AS _source_file
+FROM (
+  SELECT *, ({anyerr}) AS _bad FROM (
+    SELECT _line{sel_raw}{vs}{ps}{es} FROM (
+      SELECT _line{sel_raw}{vs}, {", ".join(parsed)}
+      FROM (SELECT {line_expr} AS _line{sel_raw}, {", ".join(texts)}
+            FROM (SELECT *{", " + ", ".join(raw) if raw else ""} FROM {relation}) __src) __n) __pp) __pe) __q"""

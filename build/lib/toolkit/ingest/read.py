@@ -1,0 +1,242 @@
+"""Phase 1 of an ingest: read each file, set-based in SQL, into a TEMP table per contract table.
+
+Parsed contract values, the row hash, and for a row that breaks the contract the reason, first
+failing column and raw row (JSON) go to ``_inc_<table>``. A file that cannot be read at all is
+refused (one error, nothing from it kept). Files of a table loaded directly
+(:mod:`toolkit.ingest.direct`) go straight into the canonical table instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from toolkit.contract import TABLES, Column, Table
+from toolkit.errors import InputFileError
+from toolkit.ingest import readers as rd
+from toolkit.ingest.mapping import Mapping
+from toolkit.ingest.parse import check_columns, parse_select
+from toolkit.ingest.readers import lit, q
+from toolkit.ingest.records import SHIPPED_DRUG_MASTER, _Fallback, _FileRec
+
+
+class ReadPhase:
+    """Phase 1 of :class:`toolkit.ingest.run._Run`: files → TEMP tables (or the canonical table, direct)."""
+
+    # ---------------------------------------------------------------- phase 1: read
+    def _incoming(self, table: str) -> str:
+        name = f"_inc_{table}"
+        if table not in self.tables:
+            t = TABLES[table]
+            cols = ", ".join(f"{q(c.name)} {c.duckdb_type}" for c in t.columns)
+            self.con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {name} (_file_idx INTEGER, _line BIGINT, {cols}, "
+                "_row_hash VARCHAR, _reason VARCHAR, _errcol VARCHAR, _raw VARCHAR, _dup VARCHAR, "
+                "_source_file VARCHAR)"
+            )
+            self.tables.add(table)
+        return name
+
+    def read_file(self, sf: rd.SourceFile) -> None:
+        """Read one file into its table's TEMP table; refuse it (error, nothing kept) if unreadable."""
+        idx = len(self.files) + 1
+        inc = self._incoming(sf.table)
+        try:
+            rec = self._read(sf, idx, inc)
+        except InputFileError as exc:
+            self.con.execute(f"DELETE FROM {inc} WHERE _file_idx = {idx}")
+            self.summary.errors.append(str(exc))
+            self.refused_tables.add(sf.table)
+            self.out(f"  REFUSED {sf.display}: {exc.detail}")
+            return
+        rec.sha256 = _sha256(sf.path)
+        self.files.append(rec)
+        read, bad = self.con.execute(
+            f"SELECT count(*), count(_reason) FROM {inc} WHERE _file_idx = {idx}"
+        ).fetchall()[0]
+        if rec.read is not None:
+            read = rec.read
+        enc = f", {rec.encoding}" if rec.encoding else ""
+        self.out(
+            f"  {sf.display} → {sf.table} ({sf.fmt}{enc}): {read} read, {read - bad} loaded, "
+            f"{bad} quarantined"
+        )
+        if bad:
+            self._explain(sf, idx, inc)
+
+    def _explain(self, sf: rd.SourceFile, idx: int, inc: str) -> None:
+        """Print why rows were quarantined: column, expected, count, first line — never values."""
+        t = TABLES[sf.table]
+        for col, n, first in self.con.execute(
+            f"SELECT _errcol, count(*), min(_line) FROM {inc} WHERE _file_idx = {idx} AND _reason IS NOT NULL "
+            "GROUP BY _errcol ORDER BY min(_line)"
+        ).fetchall():
+            if col is None:
+                what = (
+                    "not a JSON object"
+                    if sf.fmt == "jsonl"
+                    else "malformed line (wrong number of fields, bad quoting or encoding)"
+                )
+            else:
+                what = f"column {col}: expected {_expected(t, t.column(col), self.mapping)}"
+            where = "row" if sf.fmt == "parquet" else "line"
+            at = f"{where} {first}" if n == 1 else f"first at {where} {first}"
+            self.out(f"    {n} row(s) quarantined ({at}): {what}")
+
+    def _read(self, sf: rd.SourceFile, idx: int, inc: str) -> _FileRec:
+        tmap = self.mapping.table(sf.table)
+        enc = None
+        jl = f"_jl_{idx}"
+        if sf.fmt == "parquet":
+            if self.in_txn:  # an unreadable file must not abort the open transaction
+                cur = self.con.cursor()
+                try:
+                    src_cols = rd.parquet_columns(cur, sf)
+                finally:
+                    cur.close()
+            else:
+                src_cols = rd.parquet_columns(self.con, sf)
+        else:
+            forced = "utf-8" if sf.path == SHIPPED_DRUG_MASTER else (self.forced or tmap.encoding)
+            enc = rd.detect_encoding(sf, forced)
+            path = rd.text_path(sf, enc, self.tmpdir, need_plain=sf.fmt == "jsonl")
+            if sf.fmt == "csv":
+                header = rd.read_header(path, sf.gz)
+                _check_header(sf, header)
+                src_cols = [(h, "VARCHAR") for h in header]
+            else:
+                keys = self._sql(sf, lambda: rd.stage_jsonl(self.con, path, jl))
+                src_cols = [(k, "VARCHAR") for k in keys]
+        res = check_columns(sf, [c for c, _ in src_cols], tmap)
+        for w in res.warnings:
+            self.summary.warnings.append(f"{sf.display}: {w}")
+            self.out(f"  warning: {sf.display}: {w}")
+        types = dict(src_cols)
+        if sf.fmt == "parquet":
+            rel, line = rd.parquet_relation(sf, res.keep), "_line"
+        elif sf.fmt == "jsonl":
+            rel, line = rd.jsonl_relation(jl, res.keep), "_line"
+        else:
+            keep_idx = [i for i, (c, _) in enumerate(src_cols) if c in set(res.keep)]
+            rel, line = rd.csv_relation(path, header, keep_idx, f"_rej_{idx}"), "_rec + 1"
+        sql = parse_select(TABLES[sf.table], res, types, tmap, rel, line, idx, str(sf.path))
+        if sf.table in self.direct:
+            n = self._sql(sf, lambda: self._direct_insert(sf.table, sql, idx, inc))
+            return _FileRec(sf=sf, idx=idx, encoding=enc, columns_present=res.present, read=n)
+        self._sql(sf, lambda: self.con.execute(f"INSERT INTO {inc} {sql}"))
+        if sf.fmt == "csv":
+            self._csv_rejects(sf, idx, inc, path, f"_rej_{idx}")
+        elif sf.fmt == "jsonl":
+            self.con.execute(
+                f"INSERT INTO {inc} (_file_idx, _line, _reason, _raw, _source_file) SELECT {idx}, _line, "
+                "'line is not a JSON object (broken or truncated JSON)', "
+                "CAST(json_object('_json_line', left(_txt, 10000)) AS VARCHAR), "
+                f"{lit(str(sf.path))} FROM {jl} WHERE NOT _ok"
+            )
+            self.con.execute(f"DROP TABLE IF EXISTS {jl}")
+        if sf.fmt != "parquet" and path != sf.path:
+            path.unlink(missing_ok=True)  # the transcoded copy is not needed any more
+        return _FileRec(sf=sf, idx=idx, encoding=enc, columns_present=res.present)
+
+    def _sql(self, sf: rd.SourceFile, fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except duckdb.Error as exc:
+            if self.in_txn:
+                raise _Fallback(str(sf.path)) from exc
+            msg = str(exc).splitlines()[0][:240]
+            raise InputFileError(str(sf.path), f"cannot be read as {sf.fmt.upper()} ({msg})") from None
+
+    def _csv_rejects(self, sf: rd.SourceFile, idx: int, inc: str, path: Path, rej: str) -> None:
+        """Quarantine malformed CSV lines and set physical line numbers of the good rows."""
+        rejects = self.con.execute(
+            f"SELECT line, string_agg(DISTINCT error_type, ', '), min(error_message), min(csv_line) "
+            f"FROM {rej} GROUP BY line ORDER BY line"
+        ).fetchall()
+        self.con.execute(f"DROP TABLE IF EXISTS {rej}")
+        self.con.execute(f"DROP TABLE IF EXISTS {rej}_scan")
+        n_good = self.con.execute(f"SELECT count(*) FROM {inc} WHERE _file_idx = {idx}").fetchall()[0][0]
+        n_phys = rd.count_lines(path, sf.gz)
+        if n_phys != 1 + n_good + len(rejects):
+            starts = [s for s in rd.record_start_lines(path, sf.gz) if s not in {r[0] for r in rejects}]
+            if len(starts) != n_good:
+                self.summary.warnings.append(f"{sf.display}: line numbers may be approximate")
+            starts = (starts + [None] * n_good)[:n_good]
+            lm = pa.table(
+                {"rec": pa.array(range(1, n_good + 1), pa.int64()), "line": pa.array(starts, pa.int64())}
+            )
+            self.con.register("_lm_arrow", lm)
+            self.con.execute(
+                f"UPDATE {inc} SET _line = coalesce(m.line, {inc}._line) FROM _lm_arrow m "
+                f"WHERE {inc}._file_idx = {idx} AND {inc}._line = m.rec + 1"
+            )
+            self.con.unregister("_lm_arrow")
+        elif rejects:
+            # good record k sits on line k + 1 + (number of rejected lines before it)
+            gs = [line - 2 - j for j, (line, *_rest) in enumerate(rejects)]
+            self.con.execute("CREATE OR REPLACE TEMP TABLE _rej_g (g BIGINT)")
+            self.con.executemany("INSERT INTO _rej_g VALUES (?)", [[g] for g in gs])
+            self.con.execute(
+                f"UPDATE {inc} SET _line = {inc}._line + x.n FROM (SELECT i._line AS l, "
+                f"(SELECT count(*) FROM _rej_g WHERE g < i._line - 1) AS n FROM {inc} i "
+                f"WHERE i._file_idx = {idx}) x WHERE {inc}._file_idx = {idx} AND {inc}._line = x.l AND x.n > 0"
+            )
+        if rejects:
+            self.con.executemany(
+                f"INSERT INTO {inc} (_file_idx, _line, _reason, _raw, _source_file) VALUES (?, ?, ?, ?, ?)",
+                [
+                    [idx, line, f"malformed CSV line ({etype.lower()}): {msg}", _json_str(raw), str(sf.path)]
+                    for line, etype, msg, raw in rejects
+                ],
+            )
+
+
+def _json_str(text: str | None) -> str:
+    return json.dumps({"_csv_line": (text or "")[:10000]}, ensure_ascii=False)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _check_header(sf: rd.SourceFile, header: list[str]) -> None:
+    if not header or all(not h for h in header):
+        raise InputFileError(str(sf.path), f"no header line; expected a header naming the {sf.table} columns")
+    for i, h in enumerate(header):
+        if not h:  # e.g. a trailing comma in an Excel export: an extra column, ignored with a warning
+            header[i] = f"(unnamed column {i + 1})"
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise InputFileError(
+            str(sf.path), f"duplicate column names in the header: {', '.join(dup)}; expected each column once"
+        )
+
+
+def _expected(t: Table, c: Column, mapping: Mapping) -> str:
+    m = mapping.table(t.name)
+    if c.key or (t.name == "access_log" and c.name == "session_id"):
+        base = "a non-empty key"
+        if c.type == "str":
+            return base
+    else:
+        base = ""
+    what = {
+        "bool": "a boolean (true/false, 1/0, yes/no, はい/いいえ, 有/無)",
+        "int": "an integer",
+        "decimal": "a number",
+        "date": f"a date ({m.date_format or 'YYYY-MM-DD'})",
+        "timestamptz": f"a timestamp ({m.timestamp_format or 'ISO 8601, e.g. 2024-04-01T09:30:00+09:00'})",
+        "enum": "one of " + ", ".join(c.enum),
+        "str": "text",
+    }[c.type]
+    return f"{base}, {what}" if base else what

@@ -1,0 +1,190 @@
+"""Per-doctor feedback sheets (フィードバック, guideline V-3-(2)): one self-contained HTML per doctor.
+
+Each sheet shows the doctor's compliance per rule next to their institution's and all sites'
+(all from ``rule_results_strata``), and the list of the doctor's records to review (rule,
+record id, violated / not evidenced, month) — ids only, no patient fields.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from toolkit import __version__
+from toolkit.errors import UserError
+from toolkit.report import data as rd
+from toolkit.report.html import _records, jinja_env, open_store, write_owner_only
+
+
+@dataclass
+class FeedbackResult:
+    """Files written by :func:`write_feedback`."""
+
+    run_id: str
+    paths: list[Path]
+
+
+def doctors(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    """Doctors of the run with their main institution (the one with most records in scope)."""
+    return con.execute(
+        "SELECT doctor_id, arg_max(institution_id, n) AS institution_id, sum(n) AS denominator FROM ("
+        " SELECT doctor_id, institution_id, sum(denominator) AS n FROM rule_results_strata"
+        " WHERE run_id = ? AND doctor_id IS NOT NULL GROUP BY ALL) GROUP BY doctor_id ORDER BY doctor_id",
+        [run_id],
+    ).df()
+
+
+_SUMS = (
+    "SELECT rule_id, sum(denominator) AS denominator, sum(violated) AS violated,"
+    " sum(not_evidenced) AS not_evidenced FROM rule_results_strata WHERE run_id = ? AND {} GROUP BY rule_id"
+)
+
+
+def doctor_frame(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    doctor_id: str,
+    institution_id: str | None,
+    cache: dict | None = None,
+) -> pd.DataFrame:
+    """Per rule in which the doctor had records: the doctor's, the institution's and all sites' rates.
+
+    ``cache`` (a dict kept by the caller) saves re-reading institution and all-site sums per doctor.
+    """
+    cache = {} if cache is None else cache
+    doc = rd.add_rates(con.execute(_SUMS.format("doctor_id = ?"), [run_id, doctor_id]).df())
+    if ("inst", institution_id) not in cache:
+        cache[("inst", institution_id)] = rd.add_rates(
+            con.execute(_SUMS.format("institution_id IS NOT DISTINCT FROM ?"), [run_id, institution_id]).df()
+        )
+    if "all" not in cache:
+        cache["all"] = rd.add_rates(con.execute(_SUMS.format("TRUE"), [run_id]).df())
+    inst, allsites = cache[("inst", institution_id)], cache["all"]
+    meta = con.execute(
+        "SELECT rule_id, section, level, title_en, title_ja, status FROM rule_results WHERE run_id = ?",
+        [run_id],
+    ).df()
+    keep = ["rule_id", "denominator", "rate", "rate_lo", "rate_hi"]
+    df = doc[doc["denominator"] > 0].merge(meta, on="rule_id", how="left")
+    df = df.merge(
+        inst[keep].rename(columns=lambda c: c if c == "rule_id" else f"inst_{c}"), on="rule_id", how="left"
+    )
+    df = df.merge(
+        allsites[keep].rename(columns=lambda c: c if c == "rule_id" else f"all_{c}"), on="rule_id", how="left"
+    )
+    df["section_group"] = df["section"].map(rd.section_group)
+    df["_k"] = df["section_group"].map(rd.section_key)
+    return df.sort_values(["level", "_k", "rule_id"]).drop(columns="_k").reset_index(drop=True)
+
+
+def sheet_filename(doctor_id: str) -> str:
+    """A safe, unique file name for a doctor id (odd characters replaced, short hash added)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", doctor_id).strip("._")[:40] or "doctor"
+    return f"feedback_{safe}_{hashlib.sha256(doctor_id.encode()).hexdigest()[:8]}.html"
+
+
+def render_sheet(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    doctor_id: str,
+    institution_id: str | None,
+    cache: dict | None = None,
+    source: str = "violations",
+) -> str:
+    """HTML of one doctor's feedback sheet (``source``: see :func:`report_data.violations_frame`)."""
+    frame = doctor_frame(con, run_id, doctor_id, institution_id, cache)
+    records = rd.violations_frame(con, run_id, doctor=doctor_id, source=source)
+    ctx = {
+        "run": rd.run_info(con, run_id),
+        "run_id": run_id,
+        "doctor_id": doctor_id,
+        "institution_id": institution_id,
+        "version": __version__,
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "must": _records(frame[frame["level"] == "must"]),
+        "should": _records(frame[frame["level"] == "should"]),
+        "records": _records(records),
+    }
+    return jinja_env().get_template("feedback.html.j2").render(**ctx)
+
+
+def write_feedback(
+    db_path: str, out: str, doctor: str | None = None, run_id: str | None = None
+) -> FeedbackResult:
+    """Write one sheet (``doctor`` given: ``out`` is the file) or all sheets plus an index (``out`` is a folder)."""
+    con = open_store(db_path)
+    try:
+        run_id = rd.resolve_run(con, run_id)
+        docs = doctors(con, run_id)
+        if doctor is not None:
+            row = docs[docs["doctor_id"] == doctor]
+            if row.empty:
+                known = ", ".join(docs["doctor_id"].head(10))
+                raise UserError(
+                    f"--doctor {doctor!r}: no records of this doctor in run {run_id}; e.g. {known}"
+                )
+            path = Path(out)
+            if path.is_dir():
+                path = path / sheet_filename(doctor)
+            write_owner_only(path, render_sheet(con, run_id, doctor, row["institution_id"].iloc[0]))
+            return FeedbackResult(run_id, [path])
+        folder = Path(out)
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"--out {out}: without --doctor, --out must be a folder (one sheet per doctor)")
+        paths, entries, cache = [], [], {}
+        # one sorted in-memory copy of the run's violations: per-doctor reads then skip most of it
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE fb_violations AS SELECT * FROM violations WHERE run_id = ?"
+            " ORDER BY doctor_id",
+            [run_id],
+        )
+        for d in docs.itertuples():
+            p = folder / sheet_filename(d.doctor_id)
+            write_owner_only(
+                p, render_sheet(con, run_id, d.doctor_id, d.institution_id, cache, "fb_violations")
+            )
+            paths.append(p)
+            entries.append(
+                {
+                    "doctor_id": d.doctor_id,
+                    "institution_id": d.institution_id,
+                    "file": p.name,
+                    "denominator": int(d.denominator),
+                }
+            )
+        index = (
+            jinja_env()
+            .get_template("feedback_index.html.j2")
+            .render(
+                run_id=run_id,
+                entries=entries,
+                version=__version__,
+                generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            )
+        )
+        write_owner_only(folder / "index.html", index)
+        return FeedbackResult(run_id, [*paths, folder / "index.html"])
+    finally:
+        con.close()
+
+
+def cli_feedback(args: argparse.Namespace) -> int:
+    """``ocaudit feedback``: write the sheets and print where they are."""
+    res = write_feedback(args.db, args.out, doctor=args.doctor, run_id=args.run)
+    if args.doctor is not None:
+        print(
+            f"feedback sheet written フィードバックを出力しました: {res.paths[0].resolve()} (run {res.run_id})"
+        )
+    else:
+        print(
+            f"{len(res.paths) - 1} feedback sheets written フィードバックを出力しました: "
+            f"{Path(args.out).resolve()} (index.html; run {res.run_id})"
+        )
+    return 0

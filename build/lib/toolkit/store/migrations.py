@@ -1,0 +1,107 @@
+"""Ordered schema migrations of the DuckDB file (called by :func:`toolkit.store.schema.ensure_schema`).
+
+Schema versions:
+
+* **0** — the first layout (before the file recorded a version): no ``schema_meta`` table,
+  ``rule_results`` without ``missing_columns``, ``ingest_files`` without ``columns_present``.
+* **1** — records ``schema_version`` in ``schema_meta``; ``rule_results.missing_columns``
+  (``VARCHAR[]``) before ``message``; ``ingest_files.columns_present`` (``VARCHAR[]``) after
+  ``encoding``.
+
+A migration rebuilds a table when a column is added in the middle: the stages insert rows
+positionally, so column order is part of the layout. Every migration runs inside the caller's
+transaction; a failure leaves the file at its old version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import duckdb
+
+from toolkit.contract import TABLES
+
+
+def _columns(con: duckdb.DuckDBPyConnection, table: str) -> list[str]:
+    return [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'main' AND table_name = ? "
+            "ORDER BY ordinal_position",
+            [table],
+        ).fetchall()
+    ]
+
+
+def _rebuild_with(con: duckdb.DuckDBPyConnection, table: str, new_col: str, after: str, expr: str) -> None:
+    """Recreate ``table`` with ``new_col`` (value ``expr``) placed right after column ``after``."""
+    cols = _columns(con, table)
+    if not cols or new_col in cols:
+        return
+    if after not in cols:
+        raise RuntimeError(f"cannot migrate {table}: column {after!r} not found (columns: {', '.join(cols)})")
+    select = []
+    for c in cols:
+        select.append(f'"{c}"')
+        if c == after:
+            select.append(f'{expr} AS "{new_col}"')
+    con.execute(f'CREATE TABLE "_mig_{table}" AS SELECT {", ".join(select)} FROM "{table}"')
+    con.execute(f'DROP TABLE "{table}"')
+    con.execute(f'ALTER TABLE "_mig_{table}" RENAME TO "{table}"')
+
+
+def _v0_to_v1(con: duckdb.DuckDBPyConnection) -> None:
+    # rule_results.missing_columns: known empty for every status but not_evaluable (unknown → NULL)
+    _rebuild_with(
+        con,
+        "rule_results",
+        "missing_columns",
+        "not_evidenced",
+        "CASE WHEN status = 'not_evaluable' THEN NULL ELSE CAST([] AS VARCHAR[]) END",
+    )
+    # ingest_files.columns_present: v0 did not record which columns a file had. Use the contract
+    # columns holding at least one value in the table: a rule needing a column no row ever had
+    # stays not_evaluable instead of being counted as "not evidenced" against the institution.
+    if not _columns(con, "ingest_files"):
+        return
+    _rebuild_with(con, "ingest_files", "columns_present", "encoding", "CAST(NULL AS VARCHAR[])")
+    for (table,) in con.execute("SELECT DISTINCT table_name FROM ingest_files").fetchall():
+        if table not in TABLES or not _columns(con, table):
+            continue
+        present = [c for c in TABLES[table].column_names if c in _columns(con, table)]
+        if not present:
+            continue
+        counts = con.execute(
+            "SELECT " + ", ".join(f'count("{c}")' for c in present) + f' FROM "{table}"'
+        ).fetchone()
+        cols = [c for c, n in zip(present, counts, strict=True) if n]
+        con.execute(
+            "UPDATE ingest_files SET columns_present = ? WHERE table_name = ? AND columns_present IS NULL",
+            [cols, table],
+        )
+
+
+#: (version reached, what it does, function) in order; the file's version is set after each step.
+MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
+    (
+        1,
+        "record the schema version; add rule_results.missing_columns and ingest_files.columns_present",
+        _v0_to_v1,
+    ),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def migrate(con: duckdb.DuckDBPyConnection, from_version: int) -> list[str]:
+    """Apply every migration above ``from_version`` in order; returns what was done.
+
+    Runs in the caller's transaction (the caller commits or rolls back).
+    """
+    done = []
+    for version, what, fn in MIGRATIONS:
+        if version > from_version:
+            fn(con)
+            con.execute("INSERT OR REPLACE INTO schema_meta VALUES ('schema_version', ?)", [str(version)])
+            done.append(f"v{version - 1}→v{version}: {what}")
+    return done
