@@ -22,6 +22,7 @@ from tests.reporting_fixtures import (
 )
 from toolkit.cli import main
 from toolkit.errors import UserError
+from toolkit.periods import period_bounds
 from toolkit.report import html as report
 
 
@@ -433,15 +434,16 @@ def test_end_to_end_sample_data(
         ("2026-4..2026-06", UserError),
         ("2026-04-01..2026-06-30", UserError),
         ("2026-06..2026-04", UserError),
-        ("2026-04", UserError),
+        ("2026-04", ("2026-04", "2026-04")),  # one month: the same parser as the survey's
+        ("2026-13..2027-01", UserError),
     ],
 )
 def test_parse_period(text: str | None, want: tuple | type) -> None:
     if want is UserError:
         with pytest.raises(UserError):
-            report.parse_period(text)
+            period_bounds(text)
     else:
-        assert report.parse_period(text) == want
+        assert period_bounds(text) == want
 
 
 @pytest.mark.parametrize(

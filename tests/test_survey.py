@@ -16,9 +16,10 @@ import survey_fixtures as F  # noqa: E402
 
 from toolkit.cli import main  # noqa: E402
 from toolkit.errors import UserError  # noqa: E402
+from toolkit.periods import months_of as parse_period  # noqa: E402
 from toolkit.survey import run as survey  # noqa: E402
 from toolkit.survey.counts import age_band, age_range  # noqa: E402
-from toolkit.survey.tables import EC_TOTAL, build_layout, parse_period  # noqa: E402
+from toolkit.survey.tables import EC_TOTAL, build_layout  # noqa: E402
 
 AS_OF = dt.date(2026, 7, 20)
 

@@ -23,14 +23,14 @@ def rules_markdown(cat: Catalogue) -> str:
             "",
             f"GX suite: `expectations/{suite}.json`",
             "",
-            "| rule id | level | section | entity | 日本語 | scope | check |",
-            "|---|---|---|---|---|---|---|",
+            "| rule id | level | section | entity | 日本語 | scope | check | 対応 / what to do |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in cat.rules:
             if r.suite == suite:
                 lines.append(
                     f"| `{r.id}` | {r.level} | {r.section} | {r.entity} | {r.title_ja} | {r.scope} "
-                    f"| {r.check} |"
+                    f"| {r.check} | {r.guidance_ja}<br>{r.guidance} |"
                 )
         lines.append("")
     lines += [

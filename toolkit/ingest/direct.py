@@ -85,7 +85,8 @@ class DirectLoad:
         counts.inserted = counts.read - counts.quarantined - dup_same
         if counts.inserted:
             con.execute(
-                "INSERT INTO row_changes VALUES (?, ?, NULL, 'initial_load', NULL, ?)",
+                "INSERT INTO row_changes (ingest_id, table_name, row_key, change, old_hash, new_hash) "
+                "VALUES (?, ?, NULL, 'initial_load', NULL, ?)",
                 [ingest_id, t.name, f"{counts.inserted} rows"],
             )
         # the table was empty: a replacing load (drug_master) deletes nothing

@@ -181,7 +181,7 @@ class ReadPhase:
             # good record k sits on line k + 1 + (number of rejected lines before it)
             gs = [line - 2 - j for j, (line, *_rest) in enumerate(rejects)]
             self.con.execute("CREATE OR REPLACE TEMP TABLE _rej_g (g BIGINT)")
-            self.con.executemany("INSERT INTO _rej_g VALUES (?)", [[g] for g in gs])
+            self.con.executemany("INSERT INTO _rej_g (g) VALUES (?)", [[g] for g in gs])
             self.con.execute(
                 f"UPDATE {inc} SET _line = {inc}._line + x.n FROM (SELECT i._line AS l, "
                 f"(SELECT count(*) FROM _rej_g WHERE g < i._line - 1) AS n FROM {inc} i "

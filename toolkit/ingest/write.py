@@ -15,7 +15,35 @@ from toolkit import __version__
 from toolkit.contract import TABLE_ORDER, TABLES, Table
 from toolkit.ingest.readers import lit, q
 from toolkit.ingest.records import TableCounts
-from toolkit.store import ensure_schema
+from toolkit.store import ensure_schema, insert_sql
+
+INGEST_FILE_COLUMNS = (
+    "ingest_id",
+    "table_name",
+    "path",
+    "size_bytes",
+    "sha256",
+    "file_format",
+    "encoding",
+    "columns_present",
+    "rows_read",
+    "rows_loaded",
+    "rows_quarantined",
+)
+INGEST_RUN_COLUMNS = (
+    "ingest_id",
+    "started_at",
+    "finished_at",
+    "toolkit_version",
+    "source",
+    "mapping",
+    "rows_read",
+    "rows_loaded",
+    "rows_quarantined",
+    "rows_inserted",
+    "rows_updated",
+    "rows_unchanged",
+)
 
 
 class WritePhase:
@@ -70,7 +98,8 @@ class WritePhase:
             counts.updated = 0
             if counts.inserted:
                 con.execute(
-                    "INSERT INTO row_changes VALUES (?, ?, NULL, 'initial_load', NULL, ?)",
+                    "INSERT INTO row_changes (ingest_id, table_name, row_key, change, old_hash, new_hash) "
+                    "VALUES (?, ?, NULL, 'initial_load', NULL, ?)",
                     [ingest_id, table, f"{counts.inserted} rows"],
                 )
         else:
@@ -85,7 +114,8 @@ class WritePhase:
             )
             if key:
                 con.execute(
-                    f"INSERT INTO _chg SELECT c._file_idx, c._line, CAST(c.{key} AS VARCHAR), x._row_hash, "
+                    "INSERT INTO _chg (_file_idx, _line, k, old_hash, new_hash) "
+                    f"SELECT c._file_idx, c._line, CAST(c.{key} AS VARCHAR), x._row_hash, "
                     f"c._row_hash {cand.replace('WHERE', f'LEFT JOIN {q(table)} x ON x.{key} = c.{key} WHERE')} "
                     f"AND ({differs})"
                 )
@@ -94,12 +124,14 @@ class WritePhase:
                 )
             else:
                 con.execute(
-                    f"INSERT INTO _chg SELECT c._file_idx, c._line, c._row_hash, NULL, c._row_hash {cand} "
+                    "INSERT INTO _chg (_file_idx, _line, k, old_hash, new_hash) "
+                    f"SELECT c._file_idx, c._line, c._row_hash, NULL, c._row_hash {cand} "
                     f"AND NOT EXISTS (SELECT 1 FROM {q(table)} x WHERE {same_values})"
                 )
             con.execute(f"{ins} SEMI JOIN _chg g ON c._file_idx = g._file_idx AND c._line = g._line")
             con.execute(
-                f"INSERT INTO row_changes SELECT {lit(ingest_id)}, {lit(table)}, k, "
+                "INSERT INTO row_changes (ingest_id, table_name, row_key, change, old_hash, new_hash) "
+                f"SELECT {lit(ingest_id)}, {lit(table)}, k, "
                 "CASE WHEN old_hash IS NULL THEN 'inserted' ELSE 'updated' END, old_hash, new_hash FROM _chg"
             )
             counts.inserted, counts.updated = con.execute(
@@ -112,7 +144,8 @@ class WritePhase:
             )
             counts.deleted = con.execute(f"SELECT count(*) {gone}").fetchall()[0][0]
             con.execute(
-                f"INSERT INTO row_changes SELECT {lit(ingest_id)}, {lit(table)}, CAST({key} AS VARCHAR), "
+                "INSERT INTO row_changes (ingest_id, table_name, row_key, change, old_hash, new_hash) "
+                f"SELECT {lit(ingest_id)}, {lit(table)}, CAST({key} AS VARCHAR), "
                 f"'deleted', _row_hash, NULL {gone}"
             )
             con.execute(f"DELETE {gone}")
@@ -138,7 +171,8 @@ class WritePhase:
             [table, paths],
         )
         con.execute(
-            f"INSERT INTO quarantine SELECT {lit(ingest_id)}, {lit(table)}, _source_file, _line, _errcol, "
+            "INSERT INTO quarantine (ingest_id, table_name, source_file, line_number, column_name, reason, raw_row) "
+            f"SELECT {lit(ingest_id)}, {lit(table)}, _source_file, _line, _errcol, "
             f"_reason, _raw FROM {inc} i WHERE _reason IS NOT NULL AND NOT EXISTS (SELECT 1 FROM "
             f"quarantine z WHERE z.table_name = {lit(table)} AND {same}) ORDER BY _file_idx, _line"
         )
@@ -199,7 +233,7 @@ FROM _dd d WHERE {inc}._file_idx = d._file_idx AND {inc}._line = d._line""")
             if f.read is not None:
                 read = f.read
             con.execute(
-                "INSERT INTO ingest_files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                insert_sql("ingest_files", INGEST_FILE_COLUMNS),
                 [
                     ingest_id,
                     f.sf.table,
@@ -219,6 +253,6 @@ FROM _dd d WHERE {inc}._file_idx = d._file_idx AND {inc}._line = d._line""")
             for a in ("read", "loaded", "quarantined", "inserted", "updated", "unchanged")
         ]
         con.execute(
-            "INSERT INTO ingest_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            insert_sql("ingest_runs", INGEST_RUN_COLUMNS),
             [ingest_id, started, datetime.now(UTC), __version__, source, self.mapping.path, *tot],
         )

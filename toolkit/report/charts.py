@@ -15,9 +15,9 @@ import altair as alt
 import pandas as pd
 import vl_convert as vlc
 
+from toolkit.chart_theme import apply_theme
 from toolkit.report import stats
 
-FONT = "Noto Sans CJK JP, Hiragino Sans, Yu Gothic, Meiryo, sans-serif"
 COLORS = {"violated": "#c0392b", "not_evidenced": "#e9a23b", "compliant": "#2e7d32", "neutral": "#5b6b7a"}
 KIND_LABELS = {"violated": "Violated 違反", "not_evidenced": "Not evidenced 記録なし"}
 VERDICT_LABELS = {
@@ -30,10 +30,6 @@ LEVEL_LABELS = {"must": "Must-follow 最低限遵守事項", "should": "Recommen
 
 def _title(en: str, ja: str, subtitle: str | None = None) -> alt.TitleParams:
     return alt.TitleParams(text=f"{ja} / {en}", subtitle=subtitle or alt.Undefined, anchor="start")
-
-
-def _configure(chart: alt.TopLevelMixin) -> alt.TopLevelMixin:
-    return chart.configure(font=FONT).configure_view(stroke=None)
 
 
 _svg_counter = itertools.count(1)
@@ -125,7 +121,7 @@ def compliance_by_rule(frame: pd.DataFrame, level: str = "must") -> alt.TopLevel
             "Left: violated vs not evidenced 左: 違反と記録なし — right: rate with 95% Wilson interval 右: 遵守率と95%信頼区間",
         )
     )
-    return _configure(chart)
+    return apply_theme(chart)
 
 
 def funnel(providers: pd.DataFrame, who: str = "institution") -> alt.TopLevelMixin:
@@ -137,7 +133,7 @@ def funnel(providers: pd.DataFrame, who: str = "institution") -> alt.TopLevelMix
     labels = {"institution": ("institution", "医療機関"), "doctor": ("doctor", "医師")}[who]
     df = providers.copy()
     if df.empty:
-        return _configure(
+        return apply_theme(
             alt.Chart(pd.DataFrame({"x": []}))
             .mark_point()
             .properties(
@@ -223,7 +219,7 @@ def funnel(providers: pd.DataFrame, who: str = "institution") -> alt.TopLevelMix
             "Points outside the red 99.8% limits differ from the overall rate beyond chance 赤線の外側は偶然では説明しにくい差",
         ),
     )
-    return _configure(chart)
+    return apply_theme(chart)
 
 
 def trend(trends: pd.DataFrame, max_rules: int = 12) -> alt.TopLevelMixin:
@@ -270,7 +266,7 @@ def trend(trends: pd.DataFrame, max_rules: int = 12) -> alt.TopLevelMixin:
             "Shaded band: 95% Wilson interval 網掛け: 95%信頼区間",
         )
     )
-    return _configure(chart)
+    return apply_theme(chart)
 
 
 def heatmap(cells: pd.DataFrame) -> alt.TopLevelMixin:
@@ -306,7 +302,7 @@ def heatmap(cells: pd.DataFrame) -> alt.TopLevelMixin:
             "Colour scale clipped at 80% 80%以下は同色",
         ),
     )
-    return _configure(chart)
+    return apply_theme(chart)
 
 
 def ec_funnel(stages: pd.DataFrame) -> alt.TopLevelMixin:
@@ -327,7 +323,7 @@ def ec_funnel(stages: pd.DataFrame) -> alt.TopLevelMixin:
             "From the ec.* rule counts of this run 本監査の ec.* 規則の件数",
         ),
     )
-    return _configure(chart)
+    return apply_theme(chart)
 
 
 def timeline(sessions: pd.DataFrame, doctor_id: str) -> alt.TopLevelMixin:
@@ -371,7 +367,7 @@ def timeline(sessions: pd.DataFrame, doctor_id: str) -> alt.TopLevelMixin:
             ),
         )
     )
-    return _configure(chart)
+    return apply_theme(chart)
 
 
 def run_changes(changes: pd.DataFrame) -> alt.TopLevelMixin:
@@ -412,7 +408,7 @@ def run_changes(changes: pd.DataFrame) -> alt.TopLevelMixin:
             ),
         )
     )
-    return _configure(chart)
+    return apply_theme(chart)
 
 
 def rate_change(rates: pd.DataFrame) -> alt.TopLevelMixin:
@@ -458,4 +454,4 @@ def rate_change(rates: pd.DataFrame) -> alt.TopLevelMixin:
             "Two-proportion z-test 2標本比率の検定",
         ),
     )
-    return _configure(chart)
+    return apply_theme(chart)

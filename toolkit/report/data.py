@@ -20,7 +20,6 @@ from toolkit.errors import UserError
 from toolkit.report import stats
 
 EVALUATED = ("passed", "failed")
-_PERIOD_RE = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])\.\.(\d{4})-(0[1-9]|1[0-2])$")
 
 
 @dataclass(frozen=True)
@@ -43,19 +42,6 @@ class Scope:
         if self.period is not None:
             parts.append(f"period 期間 {self.period[0]}..{self.period[1]}")
         return ", ".join(parts) or "all institutions and months 全医療機関・全期間"
-
-
-def parse_period(text: str | None) -> tuple[str, str] | None:
-    """'2026-04..2026-06' → ('2026-04', '2026-06'); UserError (exit 2) when malformed."""
-    if text is None or text == "":
-        return None
-    m = _PERIOD_RE.match(text.strip())
-    if not m:
-        raise UserError(f"--period {text!r}: expected YYYY-MM..YYYY-MM, e.g. 2026-04..2026-06")
-    start, end = f"{m[1]}-{m[2]}", f"{m[3]}-{m[4]}"
-    if start > end:
-        raise UserError(f"--period {text!r}: the first month is after the last month")
-    return start, end
 
 
 def resolve_run(con: duckdb.DuckDBPyConnection, run_id: str | None) -> str:

@@ -26,11 +26,11 @@ import pandas as pd
 
 from toolkit import __version__, store
 from toolkit.errors import UserError
+from toolkit.periods import period_bounds
 from toolkit.report import charts, text
 from toolkit.report import data as rd
 from toolkit.report.data import (  # noqa: F401  (re-exported for notebooks)
     Scope,
-    parse_period,
     rule_frame,
     violations_frame,
 )
@@ -327,7 +327,7 @@ def write_report(
 ) -> ReportResult:
     """Write the HTML report of one run to ``out`` (mode 0600) and evaluate the thresholds."""
     t0 = time.monotonic()
-    per = parse_period(period) if isinstance(period, str) or period is None else tuple(period)
+    per = period_bounds(period) if isinstance(period, str) or period is None else tuple(period)
     scope = Scope(institution=institution, period=per)
     limits = parse_max_rates(max_rates)
     con = open_store(db_path)

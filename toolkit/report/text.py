@@ -1,12 +1,15 @@
-"""Words the report prints: guideline section names and per-rule guidance (Japanese and English).
+"""Words the report prints: guideline section names, how to read the figures, per-rule guidance.
 
-Data only, so that report.py stays about layout. Guidance is keyed by rule id, with a fallback by
-rule-id prefix (``ec.`` → the EC guidance) and a generic sentence for rules not listed.
+Data only, so that the HTML module stays about layout. Per-rule guidance (Japanese and English)
+and what each rule checks come from the rule catalogue (``toolkit/rules/rules.yaml``), the one
+place a rule's meaning is written; a rule id the catalogue lacks gets a generic sentence.
 """
 
 from __future__ import annotations
 
 import functools
+
+from toolkit.rules.catalogue import Rule, load
 
 #: Guideline chapter V parts: section group → (Japanese, English).
 SECTIONS: dict[str, tuple[str, str]] = {
@@ -29,71 +32,6 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "V-3-(3)": ("エビデンスの蓄積", "Building the evidence"),
 }
 
-GUIDANCE: dict[str, tuple[str, str]] = {
-    "consent.": (
-        "オンライン診療の前に、説明と患者の明示的な希望・同意を診療録に記録してください。",
-        "Before online care, explain it and record the patient's explicit wish and consent.",
-    ),
-    "judgement.": (
-        "診療の都度、オンラインで可能か判断し、不適切・情報不足なら対面診療へ切り替えてください。",
-        "Judge at every session whether online care is possible; switch to in-person care "
-        "when it is not appropriate or information is insufficient.",
-    ),
-    "first_visit.": (
-        "初診は、かかりつけの医師か、診療前相談・既往の情報がある場合に限り、"
-        "不適切な症状や急病急変は対面へつないでください。",
-        "Online first visits need a regular doctor, prior information or a pre-consultation; "
-        "unsuitable symptoms and emergencies go to in-person care.",
-    ),
-    "care_plan.": (
-        "対面で評価した上で診療計画を作成し、必要事項を記載して2年間保存してください。",
-        "Make a care plan after an in-person assessment, fill in every item and keep it 2 years.",
-    ),
-    "recording.": (
-        "録画・録音は患者の同意を得た場合に限ってください。",
-        "Record sessions only with the patient's agreement.",
-    ),
-    "identity.": (
-        "初診等では、患者の本人確認と医師の氏名・資格の提示を行い、方法を記録してください。",
-        "On first visits, check the patient's identity and show the doctor's name and "
-        "qualification; record how.",
-    ),
-    "rx.": (
-        "初診では麻薬・向精神薬・ハイリスク薬を処方せず、8日分以上を処方しないでください。",
-        "On online first visits do not prescribe narcotics, psychotropics or high-risk drugs, "
-        "nor more than 7 days.",
-    ),
-    "exam.": (
-        "リアルタイムの映像で、同時に1人の患者を診察し、同席者の同意を得てください。",
-        "Examine by real-time video, one patient at a time, with consent for staff present.",
-    ),
-    "place.": (
-        "医師・患者ともにプライバシーが保たれた場所で行い、所属と遵守状況を公表してください。",
-        "Both sides in a private place; publish the doctor's affiliation and the compliance status.",
-    ),
-    "security.": (
-        "第三者の同席には同意を得て、汎用サービスでは医療機関側から接続し、TLS 1.2以上を使ってください。",
-        "Third parties only with consent; on general-purpose platforms the institution "
-        "connects; TLS 1.2 or later.",
-    ),
-    "training.": (
-        "オンライン診療を行う医師は厚生労働省の研修を修了してください。",
-        "Doctors providing online care complete the MHLW training.",
-    ),
-    "ec.": (
-        "緊急避妊薬は研修を受けた医師が処方し、薬剤師の面前で1錠を内服、約3週間後の受診を確認してください。",
-        "Emergency contraception: trained prescriber, one tablet taken in front of a pharmacist, "
-        "follow-up visit about 3 weeks later.",
-    ),
-    "evidence.": (
-        "診療録にオンライン診療である旨を明記してください（エビデンスの蓄積）。",
-        "Mark online sessions in the chart so evidence can be built up.",
-    ),
-    "network.": (
-        "通信が不安定な場合は対面診療への切替を検討してください。",
-        "Consider in-person care when the connection is unstable.",
-    ),
-}
 _GENERIC = (
     "指針の該当箇所を確認し、記録を見直してください。",
     "Read the guideline section and review the records.",
@@ -106,31 +44,27 @@ def section_names(group: str) -> tuple[str, str]:
 
 
 @functools.cache
-def _catalogue() -> dict[str, tuple[str, str, str]]:
-    """rule id → (guidance, scope, check) in English from the rule catalogue (empty if it cannot load)."""
+def _catalogue() -> dict[str, Rule]:
+    """rule id → catalogue rule (empty if the catalogue cannot load)."""
     try:
-        from toolkit.rules.catalogue import load
-
-        return {r.id: (r.guidance, r.scope, r.check) for r in load().rules}
+        return {r.id: r for r in load().rules}
     except Exception:  # the report must still render from the run store alone
         return {}
 
 
 def guidance(rule_id: str) -> tuple[str, str]:
-    """(Japanese, English) guidance for a rule id.
+    """(Japanese, English) guidance for a rule id, both from the rule catalogue.
 
-    Japanese: by rule id, else by rule-id prefix, else a generic line. English: the rule
-    catalogue's own guidance when the rule is in it, else the same fallbacks.
+    A rule id the catalogue does not hold (a run stored by another version) gets a generic line.
     """
-    ja, en = GUIDANCE.get(rule_id) or GUIDANCE.get(rule_id.split(".")[0] + ".", _GENERIC)
-    cat = _catalogue().get(rule_id)
-    return ja, (cat[0] if cat and cat[0] else en)
+    rule = _catalogue().get(rule_id)
+    return (rule.guidance_ja, rule.guidance) if rule else _GENERIC
 
 
 def what_is_checked(rule_id: str) -> str:
     """'scope: …; check: …' from the rule catalogue, or '' for rules not in it."""
-    cat = _catalogue().get(rule_id)
-    return f"In scope 対象: {cat[1]}. Checked 確認内容: {cat[2]}." if cat else ""
+    rule = _catalogue().get(rule_id)
+    return f"In scope 対象: {rule.scope}. Checked 確認内容: {rule.check}." if rule else ""
 
 
 HOW_TO_READ: list[tuple[str, str]] = [

@@ -32,6 +32,7 @@ RULE_KEYS = (
     "check",
     "requires",
     "guidance",
+    "guidance_ja",
 )
 ATTESTATION_KEYS = ("id", "section", "title_en", "title_ja")
 TOP_KEYS = ("suites", "rules", "attestation_items")
@@ -56,6 +57,7 @@ class Rule:
     check: str
     requires: tuple[str, ...]
     guidance: str
+    guidance_ja: str
 
 
 @dataclass(frozen=True)

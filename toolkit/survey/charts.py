@@ -10,9 +10,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from toolkit.chart_theme import apply_theme
 from toolkit.survey.tables import AGE_BANDS, EC_TOTAL, cell
-
-FONT = "Noto Sans CJK JP, Hiragino Sans, Yu Gothic, Meiryo, sans-serif"
 
 
 def _value(values: dict[str, int], masked: set[str] | None, cid: str) -> int | None:
@@ -22,10 +21,6 @@ def _value(values: dict[str, int], masked: set[str] | None, cid: str) -> int | N
 def _subtitle(frame: pd.DataFrame) -> str | alt.UndefinedType:
     n = int(frame["count"].isna().sum())
     return f"{n} 件の秘匿セルは非表示 ({n} suppressed cell(s) not drawn)" if n else alt.Undefined
-
-
-def _finish(chart: alt.Chart) -> alt.Chart:
-    return chart.configure(font=FONT).configure_view(stroke=None)
 
 
 def age_band_chart(values: dict[str, int], masked: set[str] | None = None) -> alt.Chart:
@@ -40,7 +35,7 @@ def age_band_chart(values: dict[str, int], masked: set[str] | None = None) -> al
             for i, (k, ja, en) in enumerate(AGE_BANDS)
         ]
     )
-    return _finish(
+    return apply_theme(
         alt.Chart(
             df,
             title=alt.TitleParams(
@@ -69,7 +64,7 @@ def follow_up_funnel_chart(values: dict[str, int], masked: set[str] | None = Non
     df = pd.DataFrame(
         [{"step": s, "order": i, "count": _value(values, masked, c)} for i, (s, c) in enumerate(steps)]
     )
-    return _finish(
+    return apply_theme(
         alt.Chart(
             df,
             title=alt.TitleParams(
@@ -107,7 +102,7 @@ def monthly_chart(values: dict[str, int], months: list[str], masked: set[str] | 
             }
         )
     df = pd.DataFrame(rows)
-    return _finish(
+    return apply_theme(
         alt.Chart(
             df, title=alt.TitleParams("月別件数 / Monthly counts", subtitle=_subtitle(df), anchor="start")
         )

@@ -19,7 +19,8 @@ from typing import Any
 
 from toolkit import __version__
 from toolkit.errors import UserError
-from toolkit.survey.tables import TABLE_IDS, TABLE_SCHEMA_VERSION, build_layout, parse_period
+from toolkit.periods import months_of
+from toolkit.survey.tables import TABLE_IDS, TABLE_SCHEMA_VERSION, build_layout
 
 PACKAGE_FORMAT = "ocaudit-ec-survey-package"
 MANIFEST = "manifest.json"
@@ -118,7 +119,7 @@ def read_package(path: str | os.PathLike[str]) -> Package:
         raise PackageRejected(
             f"package {name}: not an ocaudit EC survey manifest (missing {missing or 'format'})"
         )
-    if parse_period(manifest["period"]) != list(manifest["months"]):
+    if months_of(manifest["period"]) != list(manifest["months"]):
         raise PackageRejected(f"package {name}: manifest months do not match its period")
     listed = set(manifest["files"])
     present = {f.name for f in p.iterdir() if f.name != MANIFEST}

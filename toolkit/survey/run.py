@@ -24,11 +24,12 @@ import pandas as pd
 
 from toolkit import __version__, store
 from toolkit.errors import UserError
+from toolkit.periods import months_of
 from toolkit.store.files import write_csv, write_excel, write_rows_csv
 from toolkit.survey.counts import compute_counts, ec_case_rows
 from toolkit.survey.package import PackageRejected, add_values, verify_all, write_package
 from toolkit.survey.suppression import count_text, rate_text, suppress
-from toolkit.survey.tables import EC_RULES, TABLE_SCHEMA_VERSION, Layout, build_layout, parse_period
+from toolkit.survey.tables import EC_RULES, TABLE_SCHEMA_VERSION, Layout, build_layout
 
 JST = dt.timezone(dt.timedelta(hours=9))
 LOCAL_DIR = "local_not_for_release"
@@ -276,7 +277,7 @@ def run_survey_ec(
     """
     if threshold < 1:
         raise UserError("--threshold must be at least 1")
-    months = parse_period(period)
+    months = months_of(period)
     period = f"{months[0]}..{months[-1]}"
     if not Path(db_path).is_file():
         raise UserError(f"{db_path}: no such database file")

@@ -14,11 +14,8 @@ band only when both fall in the same band (else "boundary, birth year only").
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
-
-from toolkit.errors import UserError
 
 #: Bump when a table's rows/columns change; packages with another version are not merged.
 TABLE_SCHEMA_VERSION = 1
@@ -98,25 +95,6 @@ ALL_CASE_RULES = (
 def cell(table: str, row: str, col: str) -> str:
     """Canonical id of a survey cell."""
     return f"{table}|{row}|{col}"
-
-
-def parse_period(period: str) -> list[str]:
-    """``YYYY-MM..YYYY-MM`` (or one ``YYYY-MM``) → the list of months it covers."""
-    m = re.fullmatch(r"\s*(\d{4})-(\d{2})\s*(?:\.\.\s*(\d{4})-(\d{2})\s*)?", period or "")
-    if not m:
-        raise UserError(f"--period {period!r}: expected YYYY-MM..YYYY-MM, e.g. 2026-04..2026-06")
-    y1, m1 = int(m.group(1)), int(m.group(2))
-    y2, m2 = (int(m.group(3)), int(m.group(4))) if m.group(3) else (y1, m1)
-    if not (1 <= m1 <= 12 and 1 <= m2 <= 12) or (y2, m2) < (y1, m1):
-        raise UserError(f"--period {period!r}: months must be 01–12 and the end not before the start")
-    months = []
-    y, mo = y1, m1
-    while (y, mo) <= (y2, m2):
-        months.append(f"{y:04d}-{mo:02d}")
-        y, mo = (y + 1, 1) if mo == 12 else (y, mo + 1)
-    if len(months) > 120:
-        raise UserError(f"--period {period!r}: at most 120 months")
-    return months
 
 
 @dataclass
