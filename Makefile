@@ -27,12 +27,14 @@ browser:
 	@bash scripts/ensure_chromium.sh || echo "==> Chromium not available: browser tests will be skipped with a reason"
 
 test: $(STAMP) browser
-	@echo "==> running the test suite (pytest) and ruff"
-	$(BIN)/ruff check toolkit tests benchmarks
+	@echo "==> running ruff (lint and format check) and the test suite (pytest)"
+	$(BIN)/ruff check toolkit tools tests benchmarks
+	$(BIN)/ruff format --check toolkit tools tests benchmarks
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check toolkit tests benchmarks
+	$(BIN)/ruff check toolkit tools tests benchmarks
+	$(BIN)/ruff format --check toolkit tools tests benchmarks
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run.py --sessions 100000 --repeat 3

@@ -2,7 +2,7 @@
 
 Every number of the survey is a *cell* with a stable id ``"T<n>|<row>|<col>"``. The layout
 (:func:`build_layout`) says which cells each table shows, which cells add up (lines, used by
-suppression) and which rates are derived. :func:`compute_counts` fills every cell with an exact
+suppression) and which rates are derived. :func:`toolkit.survey.counts.compute_counts` fills every cell with an exact
 count. The same layout is rebuilt from the period when packages are merged, so counts from many
 institutions are added cell by cell.
 
@@ -14,15 +14,15 @@ band only when both fall in the same band (else "boundary, birth year only").
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
+
+from toolkit.rules.sql import rules_sql
 
 #: Bump when a table's rows/columns change; packages with another version are not merged.
 TABLE_SCHEMA_VERSION = 1
 TABLE_IDS = ("T1", "T2", "T3", "T4", "T5", "T6")
-PRIOR_SOURCES = (
-    "('chart', 'referral_letter', 'health_check', 'regional_network', 'medication_notebook', 'phr')"
-)
 EC_TOTAL = "T1|all|total"
 
 AGE_BANDS = (
@@ -83,12 +83,12 @@ EC_RULES = (
     ),
     ("ec.contraception_counselled", "確実な避妊法の説明", "contraception counselled"),
 )
-#: EC rules whose scope is every ec_case (their in-scope count equals the EC case count).
-ALL_CASE_RULES = (
-    "ec.prescriber_qualified",
-    "ec.reason_allowed",
-    "ec.follow_up",
-    "ec.contraception_counselled",
+#: EC rules whose scope is every ec_case (their in-scope count equals the EC case count), read
+#: from the rules' own scopes (the as-of date does not change a scope).
+ALL_CASE_RULES = tuple(
+    rid
+    for rid, r in rules_sql(dt.date(2000, 1, 1)).items()
+    if r.entity == "ec_case" and r.scope.strip().upper() == "TRUE"
 )
 
 
