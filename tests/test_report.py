@@ -229,7 +229,8 @@ def _rates(db: Path) -> dict[str, float]:
         ([], 0),
         (["--fail-on", "none"], 0),
         (["--fail-on", "must"], 1),
-        (["--fail-on", "should"], 1),
+        (["--fail-on", "should"], 3),  # should rule security.mfa is not evaluable: could not check
+        (["--max-rate", "security.mfa=0.5"], 3),  # a max-rate on a rule that could not be checked
         (["--max-rate", "training.doctor_online=0"], 0),  # the rule that always passes
         (["--max-rate", "ec.*=0.5"], 0),
         (["--max-rate", "ec.*=0.01"], 1),
