@@ -98,11 +98,11 @@ class RunCoverage:
         return tuple(self.not_run.get(level, ()))
 
     def label(self) -> str:
-        """``部分実行 partial: 3 of 44 rules (--rules 'consent.*')`` or ``全規則 complete: 44 rules``."""
+        """``部分実行 partial: 3 of 44 rules (--rules 'consent.*')`` or ``全44規則 complete: all 44 rules``."""
         if self.partial:
             pat = f" (--rules {self.pattern!r})" if self.pattern else ""
             return f"部分実行 partial: {self.rules_run} of {self.rules_total} rules 規則{pat}"
-        return f"全規則 complete: {self.rules_run} rules 規則"
+        return f"全{self.rules_run}規則 complete: all {self.rules_run} rules"
 
 
 def run_coverage(parameters: str | Mapping | None, rule_ids: Sequence[str]) -> RunCoverage:
