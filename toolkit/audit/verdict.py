@@ -130,7 +130,7 @@ def run_coverage(parameters: str | Mapping | None, rule_ids: Sequence[str]) -> R
             for lvl in ("must", "should")
         }
         total = len(cat.rules)
-    return RunCoverage(True, len(rule_ids), total, params.get("rules"), not_run)
+    return RunCoverage(True, int(params.get("rules_run", len(rule_ids))), total, params.get("rules"), not_run)
 
 
 @dataclass(frozen=True)

@@ -233,6 +233,10 @@ def rule_frame(con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope
         meta.loc[ok & (meta["denominator"] > 0) & (bad > 0), "status"] = "failed"
     else:
         meta = add_rates(meta)
+    meta["missing_columns"] = [
+        list(v) if isinstance(v, (list, tuple)) or hasattr(v, "tolist") else []
+        for v in meta["missing_columns"]
+    ]
     meta["section_group"] = meta["section"].map(section_group)
     den = meta["denominator"].where(meta["denominator"] > 0)
     meta["noncompliance_rate"] = ((meta["violated"] + meta["not_evidenced"]) / den).astype("float64")
