@@ -230,7 +230,8 @@ def _rates(db: Path) -> dict[str, float]:
         ([], 0),
         (["--fail-on", "none"], 0),
         (["--fail-on", "must"], 1),
-        (["--fail-on", "should"], 1),
+        (["--fail-on", "should"], 3),  # should rule security.mfa is not evaluable: could not check
+        (["--max-rate", "security.mfa=0.5"], 3),  # a max-rate on a rule that could not be checked
         (["--max-rate", "training.doctor_online=0"], 0),  # the rule that always passes
         (["--max-rate", "ec.*=0.5"], 0),
         (["--max-rate", "ec.*=0.01"], 1),
@@ -420,7 +421,13 @@ def test_end_to_end_sample_data(
         " AND violated + not_evidenced > 0",
         [run_id],
     )[0][0]
-    assert fail == (1 if any_must_bad else 0)
+    must_unchecked = _sql(
+        pipeline_db,
+        "SELECT count(*) FROM rule_results WHERE run_id = ? AND level = 'must'"
+        " AND status IN ('not_evaluable', 'error')",
+        [run_id],
+    )[0][0]
+    assert fail == (3 if must_unchecked else 1 if any_must_bad else 0)  # could not check wins (exit 3)
     assert main(["feedback", "--db", str(pipeline_db), "--out", str(tmp_path / "fb")]) == 0
     assert (tmp_path / "fb" / "index.html").exists()
 

@@ -1,6 +1,7 @@
 """Command line: argument parsing only; each command calls one stage module.
 
-Exit codes: 0 ok, 1 a report threshold broken (``report``), 2 usage or data error.
+Exit codes: 0 ok, 1 a report threshold broken (``report``), 2 usage or data error, 3 ``report``
+could not check a rule its thresholds cover (incomplete; wins over 1).
 """
 
 from __future__ import annotations
@@ -12,11 +13,28 @@ from collections.abc import Sequence
 from toolkit import __version__
 from toolkit.errors import UserError
 
+EXIT_CODES_HELP = """\
+verdict 判定 (first line of audit, report, feedback and notebooks; must-follow rules only):
+  適合 compliant          every must rule checked, no violated or not-evidenced record
+  不適合 not compliant    every must rule checked, at least one has a finding
+  判定不能・未完了 incomplete  a must rule is not evaluable (a table.column is missing) or in error,
+                          or a partial run (--rules) left must rules out; findings are listed beside it
+
+exit codes 終了コード:
+  0  ok (audit: the audit completed, whatever it found)
+  1  report: a threshold was broken (--fail-on found violated / not-evidenced records, --max-rate exceeded)
+  2  usage or data error (no database or run, unknown run/institution, bad --period, --rules matching nothing)
+  3  report: incomplete -- a rule --fail-on / --max-rate covers could not be checked (not evaluable,
+     error, or not in a partial run). 3 wins over 1: "could not check" is never hidden by "violations".
+"""
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ocaudit",
         description="Audit online medical care (オンライン診療) logs against the MHLW guideline.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"ocaudit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -40,35 +58,63 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--clean", action="store_true", help="inject no violations")
 
-    s = sub.add_parser("audit", help="run the rule catalogue (監査)")
+    s = sub.add_parser(
+        "audit",
+        help="run the rule catalogue (監査)",
+        epilog="A run made with --rules is stored as partial (部分実行): report, feedback and notebooks "
+        "show it only when asked for with --run. Prints the verdict first; not-evaluable rules name the "
+        "missing table.column.\n\n" + EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--db", required=True)
     s.add_argument("--violations", help="write violations CSV here")
     s.add_argument("--json", help="write the per-rule summary JSON here")
-    s.add_argument("--rules", help="only rules whose id matches this glob, e.g. 'ec.*'")
-    s.add_argument("--as-of", help="date time-dependent rules are judged at (YYYY-MM-DD; default today)")
+    s.add_argument(
+        "--rules",
+        help="only rules whose id matches these globs, comma-separated, e.g. 'ec.*,consent.recorded'; "
+        "every pattern must match a rule (else exit 2); the run is stored as partial",
+    )
+    s.add_argument(
+        "--as-of",
+        help="date time-dependent rules are judged at (YYYY-MM-DD; default today); "
+        "a date before all sessions gets a warning",
+    )
     s.add_argument("--attestation", help="attestation checklist YAML filled in by the institution")
-    s.add_argument("--quiet", action="store_true", help="no progress output")
+    s.add_argument(
+        "--quiet", action="store_true", help="print only the verdict line and the paths written (for cron)"
+    )
 
-    s = sub.add_parser("report", help="self-contained HTML compliance report (報告書)")
+    s = sub.add_parser(
+        "report",
+        help="self-contained HTML compliance report (報告書)",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     s.add_argument("--db", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("--run", help="audit run id (default: latest)")
+    s.add_argument("--run", help="audit run id (default: the latest complete run; a partial run only by id)")
     s.add_argument("--institution", help="only this institution")
     s.add_argument("--period", help="YYYY-MM..YYYY-MM")
-    s.add_argument("--fail-on", choices=("must", "should", "none"), default="none")
+    s.add_argument(
+        "--fail-on",
+        choices=("must", "should", "none"),
+        default="none",
+        help="exit 1 when a must (should: must or should) rule has violated or not-evidenced records; "
+        "exit 3 when such a rule could not be checked (default none)",
+    )
     s.add_argument(
         "--max-rate",
         action="append",
         default=[],
         metavar="RULE=RATE",
-        help="fail (exit 1) when a rule's non-compliance rate exceeds RATE",
+        help="fail (exit 1) when a rule's non-compliance rate exceeds RATE; exit 3 when it could not be checked",
     )
 
     s = sub.add_parser("feedback", help="per-doctor feedback sheets (フィードバック)")
     s.add_argument("--db", required=True)
     s.add_argument("--doctor", help="one doctor id (default: every doctor)")
     s.add_argument("--out", required=True, help="output file (one doctor) or folder (all)")
-    s.add_argument("--run", help="audit run id (default: latest)")
+    s.add_argument("--run", help="audit run id (default: the latest complete run; a partial run only by id)")
 
     s = sub.add_parser("survey", help="MHLW-style surveys (実態調査)")
     ssub = s.add_subparsers(dest="survey_command", required=True)

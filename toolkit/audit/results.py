@@ -9,6 +9,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 
 from toolkit import __version__
+from toolkit.audit.verdict import RunCoverage, Verdict, compute_verdict
 
 
 @dataclass
@@ -46,6 +47,13 @@ class AuditRun:
     finished_at: dt.datetime
     results: list[RuleResult]
     n_violations: int
+    coverage: RunCoverage | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def verdict(self) -> Verdict:
+        """The run's verdict (:func:`toolkit.audit.verdict.compute_verdict`)."""
+        return compute_verdict(self.results, self.coverage)
 
     def summary(self) -> dict:
         """JSON-ready per-rule summary."""
@@ -55,6 +63,8 @@ class AuditRun:
             "toolkit_version": __version__,
             "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat(),
+            "verdict": self.verdict.as_dict(),
+            "partial": bool(self.coverage and self.coverage.partial),
             "rules": [{**asdict(r), "compliance_rate": r.compliance_rate} for r in self.results],
         }
 

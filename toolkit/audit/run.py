@@ -26,8 +26,10 @@ import contextlib
 import datetime as dt
 import json
 import os
+import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -39,11 +41,12 @@ from toolkit.audit.plan import available_columns, plan_rules
 from toolkit.audit.progress import log as _log
 from toolkit.audit.reconcile import reconcile
 from toolkit.audit.results import AuditRun, RuleResult
+from toolkit.audit.verdict import RunCoverage
 from toolkit.audit.write import stored_counts, write_findings, write_run
 from toolkit.errors import UserError
 from toolkit.rules import attestation, gx_fix, suites
 from toolkit.rules import sql as rule_sql
-from toolkit.rules.catalogue import Catalogue, load
+from toolkit.rules.catalogue import Catalogue, Rule, load
 
 __all__ = ["AuditRun", "RuleResult", "cli_audit", "export_violations", "print_summary", "run_audit"]
 
@@ -84,6 +87,7 @@ def run_audit(
     try:
         store.ensure_schema(con)
         avail = available_columns(con)
+        warnings = as_of_warnings(con, as_of)
         results, evaluable = plan_rules(selected, avail, rule_sql.rules_sql(as_of, network_threshold))
         tables = rule_sql.create_check_tables(con, evaluable)
         if "sessions" in avail and "security.tls" in evaluable:
@@ -120,11 +124,7 @@ def run_audit(
                 finished,
                 as_of,
                 {n: h for n, (_, h) in suite_files.items()},
-                {
-                    "rules": rules,
-                    "network_threshold": network_threshold,
-                    "attestation": str(attestation_path) if attestation_path else None,
-                },
+                run_parameters(cat, selected, rules, network_threshold, attestation_path),
             )
             con.execute("COMMIT")
         except BaseException:
@@ -134,26 +134,100 @@ def run_audit(
     finally:
         con.close()
     _log(progress, f"  stored run {run_id}: {n_viol} violation record(s) in {time.perf_counter() - t0:.1f} s")
-    return AuditRun(run_id, as_of, started, finished, list(results.values()), n_viol)
+    coverage = RunCoverage(
+        len(selected) < len(cat.rules),
+        len(selected),
+        len(cat.rules),
+        rules,
+        _not_run(cat, selected),
+    )
+    return AuditRun(run_id, as_of, started, finished, list(results.values()), n_viol, coverage, warnings)
 
 
-def print_summary(run: AuditRun) -> None:
-    """A plain per-rule table on stdout."""
-    print(f"\nrun {run.run_id} (as of {run.as_of})")
-    print(f"{'rule':40} {'level':6} {'status':14} {'in scope':>9} {'violated':>9} {'not evid.':>9}")
+def _not_run(cat: Catalogue, selected: Sequence[Rule]) -> dict[str, tuple[str, ...]]:
+    chosen = {r.id for r in selected}
+    return {
+        lvl: tuple(r.id for r in cat.rules if r.level == lvl and r.id not in chosen)
+        for lvl in ("must", "should")
+    }
+
+
+def run_parameters(
+    cat: Catalogue,
+    selected: Sequence[Rule],
+    pattern: str | None,
+    network_threshold: int,
+    attestation_path: str | None,
+) -> dict:
+    """``audit_runs.parameters``: the options, and which rules the run covered.
+
+    ``partial`` is true when ``--rules`` left catalogue rules out (read back by
+    :func:`toolkit.store.run_is_partial`); ``not_run`` lists them per level.
+    """
+    return {
+        "rules": pattern,
+        "network_threshold": network_threshold,
+        "attestation": str(attestation_path) if attestation_path else None,
+        "partial": len(selected) < len(cat.rules),
+        "rules_run": len(selected),
+        "rules_total": len(cat.rules),
+        "not_run": {k: list(v) for k, v in _not_run(cat, selected).items()},
+    }
+
+
+def as_of_warnings(con: duckdb.DuckDBPyConnection, as_of: dt.date) -> list[str]:
+    """A warning when ``as_of`` is earlier than every session (Japan date): time-dependent rules
+    would then judge records against a date before they happened."""
+    if not store.table_exists(con, "sessions"):
+        return []
+    first = con.execute(
+        f"SELECT CAST({rule_sql.japan_time('min(started_at)')} AS DATE) FROM sessions"
+    ).fetchone()[0]
+    if first is None or as_of >= first:
+        return []
+    return [
+        f"--as-of {as_of} is earlier than all data (first session {first}, Japan time): time-dependent rules "
+        f"(EC follow-up due, plan retention) are judged before the records happened. 基準日がすべてのデータより前です。"
+    ]
+
+
+def print_summary(run: AuditRun, quiet: bool = False) -> None:
+    """The verdict line, then (unless ``quiet``) a plain per-rule table on stdout.
+
+    Not-evaluable rules show the ``table.column`` names that were missing; error rules their message.
+    """
+    v = run.verdict
+    print(v.line())
+    if quiet:
+        return
+    cov = run.coverage.label() if run.coverage else ""
+    print(f"\nrun {run.run_id} (as of {run.as_of}; {cov})")
+    print(
+        f"{'rule':40} {'level':6} {'status':14} {'in scope':>9} {'violated':>9} {'not evid.':>9}  "
+        "missing columns / note"
+    )
     for r in run.results:
         den = "" if r.denominator is None else r.denominator
         vio = "" if r.violated is None else r.violated
         ne = "" if r.not_evidenced is None else r.not_evidenced
-        print(f"{r.rule_id:40} {r.level:6} {r.status:14} {den:>9} {vio:>9} {ne:>9}")
+        note = ""
+        if r.status == "not_evaluable":
+            note = "missing 列なし: " + ", ".join(r.missing_columns) if r.missing_columns else r.message
+        elif r.status == "error":
+            note = r.message
+        print(f"{r.rule_id:40} {r.level:6} {r.status:14} {den:>9} {vio:>9} {ne:>9}  {note}".rstrip())
     counts: dict[str, int] = {}
     for r in run.results:
         counts[r.status] = counts.get(r.status, 0) + 1
     print("statuses: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    print(v.line())
 
 
 def cli_audit(args) -> int:  # type: ignore[no-untyped-def]
-    """``ocaudit audit``: run, store, print, and export on request. Exit 0 whatever it found."""
+    """``ocaudit audit``: run, store, print, and export on request. Exit 0 whatever it found.
+
+    ``--quiet`` prints only the verdict line and the paths written (short cron mails).
+    """
     as_of = None
     if args.as_of:
         try:
@@ -166,7 +240,9 @@ def cli_audit(args) -> int:  # type: ignore[no-untyped-def]
         )
     except ValueError as exc:  # catalogue selection errors
         raise UserError(str(exc)) from exc
-    print_summary(run)
+    for w in run.warnings:
+        print(f"ocaudit: warning: {w}", file=sys.stderr)
+    print_summary(run, quiet=args.quiet)
     if args.violations:
         n = export_violations(args.db, run.run_id, args.violations)
         print(f"violations CSV: {args.violations} ({n} rows)")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
+from toolkit import store
+from toolkit.audit import verdict
 from toolkit.errors import UserError
 from toolkit.report import stats
 
@@ -45,31 +47,89 @@ class Scope:
 
 
 def resolve_run(con: duckdb.DuckDBPyConnection, run_id: str | None) -> str:
-    """The given run id if it exists, else the latest run; UserError when there is none."""
-    if run_id is None:
-        row = con.execute("SELECT run_id FROM audit_runs ORDER BY started_at DESC LIMIT 1").fetchone()
-        if row is None:
-            raise UserError("no audit runs in this database yet: run `ocaudit audit --db FILE` first")
-        return row[0]
-    if con.execute("SELECT count(*) FROM audit_runs WHERE run_id = ?", [run_id]).fetchone()[0] == 0:
-        known = [
-            r[0]
-            for r in con.execute("SELECT run_id FROM audit_runs ORDER BY started_at DESC LIMIT 5").fetchall()
-        ]
+    """The given run id if it exists, else the latest **complete** run; UserError when there is none.
+
+    A partial run (``audit --rules``) is reported only when asked for by id; when the database
+    holds only partial runs the error names them.
+    """
+    return run_choice(con, run_id).run_id
+
+
+@dataclass(frozen=True)
+class RunChoice:
+    """Which run a report, sheet or notebook shows, and why (so the page can say so)."""
+
+    run_id: str
+    requested: bool
+    partial: bool
+    newer_partial: tuple[str, ...] = ()
+
+    def label(self) -> str:
+        """``最新の完全な監査（既定） latest complete run (default)`` or ``指定した監査 run given with --run``."""
+        if self.requested:
+            kind = "部分実行 partial run" if self.partial else "完全な監査 complete run"
+            return f"指定した監査 run given with --run ({kind})"
+        text = "最新の完全な監査（既定） latest complete run (default)"
+        if self.newer_partial:
+            text += (
+                f"; これより新しい部分実行 {len(self.newer_partial)} 件は含みません "
+                f"newer partial run(s) not shown: {', '.join(self.newer_partial)} (report one with --run)"
+            )
+        return text
+
+
+def run_choice(con: duckdb.DuckDBPyConnection, run_id: str | None) -> RunChoice:
+    """The run to show: ``run_id`` when given (UserError if unknown), else the latest complete run."""
+    runs = store.runs_newest_first(con)
+    if run_id is not None:
+        for rid, partial in runs:
+            if rid == run_id:
+                return RunChoice(rid, True, partial)
+        known = ", ".join(rid for rid, _ in runs[:5]) or "none"
+        raise UserError(f"no audit run {run_id!r} in this database; latest runs: {known}")
+    newer = []
+    for rid, partial in runs:
+        if not partial:
+            return RunChoice(rid, False, False, tuple(newer))
+        newer.append(rid)
+    if newer:
         raise UserError(
-            f"no audit run {run_id!r} in this database; latest runs: {', '.join(known) or 'none'}"
+            "no complete audit run in this database, only partial runs (audit --rules): "
+            f"{', '.join(newer[:5])}; run `ocaudit audit --db FILE` without --rules, or report a partial "
+            f"run with --run {newer[0]}"
         )
-    return run_id
+    raise UserError("no audit runs in this database yet: run `ocaudit audit --db FILE` first")
 
 
 def previous_run_id(con: duckdb.DuckDBPyConnection, run_id: str) -> str | None:
-    """The run started just before ``run_id``, or None."""
-    row = con.execute(
-        "SELECT run_id FROM audit_runs WHERE started_at < (SELECT started_at FROM audit_runs WHERE run_id = ?)"
-        " ORDER BY started_at DESC LIMIT 1",
+    """The latest **complete** run started before ``run_id``, or None (partial runs are not compared)."""
+    rows = con.execute(
+        "SELECT run_id, parameters FROM audit_runs"
+        " WHERE started_at < (SELECT started_at FROM audit_runs WHERE run_id = ?) ORDER BY started_at DESC",
         [run_id],
-    ).fetchone()
-    return row[0] if row else None
+    ).fetchall()
+    return next((rid for rid, params in rows if not store.run_is_partial(params)), None)
+
+
+def run_verdict(
+    con: duckdb.DuckDBPyConnection, run_id: str, frame: pd.DataFrame | None = None
+) -> verdict.Verdict:
+    """The verdict of a run (or of the part of it in ``frame``, a :func:`rule_frame` of the run).
+
+    The one place reports, feedback sheets and notebooks get it from: :func:`toolkit.audit.verdict.compute_verdict`
+    over the run's rule rows, with the run's coverage (partial or complete).
+    """
+    rows = rule_frame(con, run_id) if frame is None else frame
+    return verdict.compute_verdict(rows.to_dict("records"), run_coverage(con, run_id))
+
+
+def run_coverage(con: duckdb.DuckDBPyConnection, run_id: str) -> verdict.RunCoverage:
+    """Whether the run covered every rule of the catalogue, or was partial (``audit --rules``)."""
+    params = con.execute("SELECT parameters FROM audit_runs WHERE run_id = ?", [run_id]).fetchone()
+    ids = [
+        r[0] for r in con.execute("SELECT rule_id FROM rule_results WHERE run_id = ?", [run_id]).fetchall()
+    ]
+    return verdict.run_coverage(params[0] if params else None, ids)
 
 
 def run_info(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
@@ -137,7 +197,7 @@ def rule_frame(con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope
     """One row per rule of the run, with counts, rate and interval (recomputed from strata if filtered)."""
     meta = con.execute(
         "SELECT rule_id, section, level, entity, title_en, title_ja, status, denominator, violated,"
-        " not_evidenced, message FROM rule_results WHERE run_id = ? ORDER BY rule_id",
+        " not_evidenced, missing_columns, message FROM rule_results WHERE run_id = ? ORDER BY rule_id",
         [run_id],
     ).df()
     if scope.filtered:
@@ -159,6 +219,10 @@ def rule_frame(con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope
         meta.loc[ok & (meta["denominator"] > 0) & (bad > 0), "status"] = "failed"
     else:
         meta = add_rates(meta)
+    meta["missing_columns"] = [
+        list(v) if isinstance(v, (list, tuple)) or hasattr(v, "tolist") else []
+        for v in meta["missing_columns"]
+    ]
     meta["section_group"] = meta["section"].map(section_group)
     den = meta["denominator"].where(meta["denominator"] > 0)
     meta["noncompliance_rate"] = ((meta["violated"] + meta["not_evidenced"]) / den).astype("float64")
@@ -337,13 +401,26 @@ def violations_frame(
 def violation_changes(
     con: duckdb.DuckDBPyConnection, run_id: str, prev_run_id: str, scope: Scope = Scope()
 ) -> pd.DataFrame:
-    """Per rule: violations new, resolved and persisting since ``prev_run_id`` (by rule_id + entity_id)."""
+    """Per rule: violations new, resolved and persisting since ``prev_run_id`` (by rule_id + entity_id).
+
+    Only rules checked in both runs are compared: a rule that became not evaluable (or was not
+    in a run) would otherwise show all its earlier violations as "resolved".
+    """
     where_c, pc = _strata_where(scope, "v")
+    both = (
+        " AND rule_id IN (SELECT a.rule_id FROM rule_results a JOIN rule_results b ON a.rule_id = b.rule_id"
+        " WHERE a.run_id = ? AND b.run_id = ? AND a.status IN ('passed', 'failed', 'not_applicable')"
+        " AND b.status IN ('passed', 'failed', 'not_applicable'))"
+    )
     sql = (
         "WITH cur AS (SELECT DISTINCT rule_id, entity_id FROM violations v WHERE run_id = ? AND "
         + where_c
+        + both
         + "),"
-        " prev AS (SELECT DISTINCT rule_id, entity_id FROM violations v WHERE run_id = ? AND " + where_c + ")"
+        " prev AS (SELECT DISTINCT rule_id, entity_id FROM violations v WHERE run_id = ? AND "
+        + where_c
+        + both
+        + ")"
         " SELECT coalesce(c.rule_id, p.rule_id) AS rule_id,"
         " count(*) FILTER (WHERE p.entity_id IS NULL) AS new,"
         " count(*) FILTER (WHERE c.entity_id IS NULL) AS resolved,"
@@ -351,7 +428,7 @@ def violation_changes(
         " FROM cur c FULL OUTER JOIN prev p ON c.rule_id = p.rule_id AND c.entity_id = p.entity_id"
         " GROUP BY 1 ORDER BY 1"
     )
-    return con.execute(sql, [run_id, *pc, prev_run_id, *pc]).df()
+    return con.execute(sql, [run_id, *pc, run_id, prev_run_id, prev_run_id, *pc, run_id, prev_run_id]).df()
 
 
 def rate_changes(current: pd.DataFrame, previous: pd.DataFrame) -> pd.DataFrame:

@@ -18,6 +18,7 @@ import duckdb
 import pandas as pd
 
 from toolkit import __version__
+from toolkit.audit import verdict as verdict_mod
 from toolkit.errors import UserError
 from toolkit.report import data as rd
 from toolkit.report.html import _records, jinja_env, open_store, write_owner_only
@@ -29,6 +30,7 @@ class FeedbackResult:
 
     run_id: str
     paths: list[Path]
+    choice: rd.RunChoice | None = None
 
 
 def doctors(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
@@ -84,6 +86,31 @@ def doctor_frame(
     return df.sort_values(["level", "_k", "rule_id"]).drop(columns="_k").reset_index(drop=True)
 
 
+def doctor_verdict(con: duckdb.DuckDBPyConnection, run_id: str, frame: pd.DataFrame) -> verdict_mod.Verdict:
+    """The verdict of one doctor's records (``frame``: :func:`doctor_frame`).
+
+    A rule the run could not check (not evaluable, error) could not be checked for the doctor
+    either and keeps its status; the others are judged on the doctor's own counts (no record in
+    scope = not applicable). Decided by :func:`toolkit.audit.verdict.compute_verdict`.
+    """
+    meta = con.execute(
+        "SELECT rule_id, level, status, missing_columns, message, title_ja, title_en FROM rule_results"
+        " WHERE run_id = ?",
+        [run_id],
+    ).df()
+    mine = frame.set_index("rule_id")
+    rows = []
+    for m in meta.to_dict("records"):
+        if m["status"] not in verdict_mod.UNCHECKED:
+            d = mine.loc[m["rule_id"]] if m["rule_id"] in mine.index else None
+            v, ne = (int(d["violated"]), int(d["not_evidenced"])) if d is not None else (0, 0)
+            has = d is not None and int(d["denominator"]) > 0
+            m = {**m, "violated": v, "not_evidenced": ne}
+            m["status"] = "failed" if v + ne else ("passed" if has else "not_applicable")
+        rows.append(m)
+    return verdict_mod.compute_verdict(rows, rd.run_coverage(con, run_id))
+
+
 def sheet_filename(doctor_id: str) -> str:
     """A safe, unique file name for a doctor id (odd characters replaced, short hash added)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", doctor_id).strip("._")[:40] or "doctor"
@@ -97,13 +124,19 @@ def render_sheet(
     institution_id: str | None,
     cache: dict | None = None,
     source: str = "violations",
+    choice: rd.RunChoice | None = None,
 ) -> str:
-    """HTML of one doctor's feedback sheet (``source``: see :func:`report_data.violations_frame`)."""
+    """HTML of one doctor's feedback sheet (``source``: see :func:`report_data.violations_frame`).
+
+    It opens with the verdict of the doctor's records (:func:`doctor_verdict`).
+    """
     frame = doctor_frame(con, run_id, doctor_id, institution_id, cache)
     records = rd.violations_frame(con, run_id, doctor=doctor_id, source=source)
     ctx = {
         "run": rd.run_info(con, run_id),
         "run_id": run_id,
+        "choice": choice or rd.run_choice(con, run_id),
+        "verdict": doctor_verdict(con, run_id, frame),
         "doctor_id": doctor_id,
         "institution_id": institution_id,
         "version": __version__,
@@ -121,7 +154,8 @@ def write_feedback(
     """Write one sheet (``doctor`` given: ``out`` is the file) or all sheets plus an index (``out`` is a folder)."""
     con = open_store(db_path)
     try:
-        run_id = rd.resolve_run(con, run_id)
+        choice = rd.run_choice(con, run_id)
+        run_id = choice.run_id
         docs = doctors(con, run_id)
         if doctor is not None:
             row = docs[docs["doctor_id"] == doctor]
@@ -133,8 +167,10 @@ def write_feedback(
             path = Path(out)
             if path.is_dir():
                 path = path / sheet_filename(doctor)
-            write_owner_only(path, render_sheet(con, run_id, doctor, row["institution_id"].iloc[0]))
-            return FeedbackResult(run_id, [path])
+            write_owner_only(
+                path, render_sheet(con, run_id, doctor, row["institution_id"].iloc[0], choice=choice)
+            )
+            return FeedbackResult(run_id, [path], choice)
         folder = Path(out)
         if folder.exists() and not folder.is_dir():
             raise UserError(f"--out {out}: without --doctor, --out must be a folder (one sheet per doctor)")
@@ -148,7 +184,7 @@ def write_feedback(
         for d in docs.itertuples():
             p = folder / sheet_filename(d.doctor_id)
             write_owner_only(
-                p, render_sheet(con, run_id, d.doctor_id, d.institution_id, cache, "fb_violations")
+                p, render_sheet(con, run_id, d.doctor_id, d.institution_id, cache, "fb_violations", choice)
             )
             paths.append(p)
             entries.append(
@@ -164,13 +200,15 @@ def write_feedback(
             .get_template("feedback_index.html.j2")
             .render(
                 run_id=run_id,
+                choice=choice,
+                verdict=rd.run_verdict(con, run_id),
                 entries=entries,
                 version=__version__,
                 generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             )
         )
         write_owner_only(folder / "index.html", index)
-        return FeedbackResult(run_id, [*paths, folder / "index.html"])
+        return FeedbackResult(run_id, [*paths, folder / "index.html"], choice)
     finally:
         con.close()
 
@@ -178,13 +216,12 @@ def write_feedback(
 def cli_feedback(args: argparse.Namespace) -> int:
     """``ocaudit feedback``: write the sheets and print where they are."""
     res = write_feedback(args.db, args.out, doctor=args.doctor, run_id=args.run)
+    which = f"run {res.run_id}; {res.choice.label()}" if res.choice else f"run {res.run_id}"
     if args.doctor is not None:
-        print(
-            f"feedback sheet written フィードバックを出力しました: {res.paths[0].resolve()} (run {res.run_id})"
-        )
+        print(f"feedback sheet written フィードバックを出力しました: {res.paths[0].resolve()} ({which})")
     else:
         print(
             f"{len(res.paths) - 1} feedback sheets written フィードバックを出力しました: "
-            f"{Path(args.out).resolve()} (index.html; run {res.run_id})"
+            f"{Path(args.out).resolve()} (index.html; {which})"
         )
     return 0

@@ -3,8 +3,10 @@
 ``write_report`` reads one audit run (the latest by default), optionally narrowed to one
 institution and/or a month range (rates are then recomputed from ``rule_results_strata``),
 renders ``templates/report.html.j2`` with charts inlined as SVG, and writes one owner-only
-HTML file with no external URL. ``cli_report`` adds the thresholds: exit 1 when ``--fail-on``
-or ``--max-rate`` is broken, 2 on usage/data errors.
+HTML file with no external URL. The page opens with the run's verdict
+(:func:`toolkit.report.data.run_verdict`). ``cli_report`` adds the thresholds and their exit
+codes (:data:`EXIT_CODES`): 3 when a rule the thresholds cover could not be checked, 1 when
+``--fail-on`` or ``--max-rate`` is broken, 2 on usage/data errors.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import jinja2
 import pandas as pd
 
 from toolkit import __version__, store
+from toolkit.audit import verdict as verdict_mod
 from toolkit.errors import UserError
 from toolkit.periods import period_bounds
 from toolkit.report import charts, text
@@ -37,6 +40,16 @@ from toolkit.report.data import (  # noqa: F401  (re-exported for notebooks)
 
 TEMPLATES = Path(__file__).parent / "templates"
 
+#: ``ocaudit report`` exit codes. 3 wins over 1: an audit that could not check a rule must not
+#: look like the routine "violations found" month (see docs/reporting.md).
+EXIT_CODES = {
+    0: "ok: no threshold broken, and every rule the thresholds cover was checked",
+    1: "threshold broken: --fail-on found violated or not-evidenced records, or --max-rate was exceeded",
+    2: "usage or data error (no database or run, unknown run/institution, bad --period or --rules)",
+    3: "incomplete: a rule --fail-on or --max-rate covers could not be checked (not evaluable, error, "
+    "or not in a partial run); wins over 1",
+}
+
 
 @dataclass
 class ReportResult:
@@ -48,10 +61,15 @@ class ReportResult:
     scope: Scope
     breaches: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    incomplete: list[str] = field(default_factory=list)
+    verdict: verdict_mod.Verdict | None = None
+    choice: rd.RunChoice | None = None
 
     @property
     def exit_code(self) -> int:
-        """0 when no threshold is broken, else 1."""
+        """3 when a rule the thresholds cover could not be checked, else 1 when one is broken, else 0."""
+        if self.incomplete:
+            return 3
         return 1 if self.breaches else 0
 
 
@@ -198,7 +216,8 @@ def build_context(
 ) -> dict:
     """Everything the report template shows, read from the run store (charts rendered to SVG)."""
     scope = scope or Scope()
-    run_id = rd.resolve_run(con, run_id)
+    choice = rd.run_choice(con, run_id)
+    run_id = choice.run_id
     _check_scope(con, run_id, scope)
     prev_id = rd.previous_run_id(con, run_id)
     frame = rd.rule_frame(con, run_id, scope)
@@ -206,6 +225,8 @@ def build_context(
     ctx: dict = {
         "run": rd.run_info(con, run_id),
         "run_id": run_id,
+        "choice": choice,
+        "verdict": rd.run_verdict(con, run_id, frame),
         "scope": scope,
         "prev_id": prev_id,
         "version": __version__,
@@ -218,7 +239,7 @@ def build_context(
         "should": rd.pooled(frame, "should"),
         "how_to_read": text.HOW_TO_READ,
     }
-    ctx["not_evaluated"] = [r for r in ctx["rules"] if r["status"] in ("error", "not_evaluable")]
+    ctx["not_evaluated"] = [r for r in ctx["rules"] if r["status"] in verdict_mod.UNCHECKED]
     ctx["sections"] = sections(frame, ctx["coverage"])
     svg: dict[str, str | None] = {
         "timeline": None,
@@ -249,7 +270,7 @@ def build_context(
                 svg["timeline"] = _svg(charts.timeline, tl, doc)
     ctx["changes"], ctx["rate_changes"], ctx["change_totals"] = [], [], {}
     ctx["rate_by_rule"], ctx["change_rules"] = {}, set()
-    ctx["verdicts"] = {
+    ctx["change_verdicts"] = {
         "better": "改善 better",
         "worse": "悪化 worse",
         "no_change": "有意差なし no significant change",
@@ -316,6 +337,29 @@ def evaluate_thresholds(
     return breaches
 
 
+def evaluate_incomplete(
+    v: verdict_mod.Verdict,
+    frame: pd.DataFrame,
+    fail_on: str = "none",
+    max_rates: Sequence[tuple[str, float]] = (),
+) -> list[str]:
+    """The rules the thresholds cover that could not be checked (non-empty = exit 3).
+
+    ``fail_on='must'``: must rules not evaluable, in error, or not in a partial run;
+    ``'should'``: must and should rules. ``max_rates``: matching rules not evaluable or in error.
+    """
+    levels = {"must": ("must",), "should": ("must", "should"), "none": ()}[fail_on]
+    out = v.unchecked(levels)
+    for pattern, _limit in max_rates:
+        hit = frame[frame["rule_id"].map(lambda rid, p=pattern: fnmatch.fnmatchcase(rid, p))]
+        for r in hit.itertuples():
+            if r.status in verdict_mod.UNCHECKED:
+                line = f"{r.rule_id} ({r.status}): --max-rate {pattern} cannot be checked"
+                if line not in out:
+                    out.append(line)
+    return out
+
+
 def write_report(
     db_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -336,7 +380,13 @@ def write_report(
     finally:
         con.close()
     breaches = evaluate_thresholds(ctx["frame"], fail_on, limits)
-    ctx["thresholds"] = {"fail_on": fail_on, "max_rates": limits, "breaches": breaches}
+    incomplete = evaluate_incomplete(ctx["verdict"], ctx["frame"], fail_on, limits)
+    ctx["thresholds"] = {
+        "fail_on": fail_on,
+        "max_rates": limits,
+        "breaches": breaches,
+        "incomplete": incomplete,
+    }
     html = jinja_env().get_template("report.html.j2").render(**ctx)
     path = Path(out)
     write_owner_only(path, html)
@@ -347,11 +397,14 @@ def write_report(
         scope=scope,
         breaches=breaches,
         seconds=time.monotonic() - t0,
+        incomplete=incomplete,
+        verdict=ctx["verdict"],
+        choice=ctx["choice"],
     )
 
 
 def cli_report(args: argparse.Namespace) -> int:
-    """``ocaudit report``: write the report, print where, exit 1 when a threshold is broken."""
+    """``ocaudit report``: write the report, print where and the verdict; exit 3/1/0 (:data:`EXIT_CODES`)."""
     res = write_report(
         args.db,
         args.out,
@@ -362,8 +415,15 @@ def cli_report(args: argparse.Namespace) -> int:
         max_rates=args.max_rate or [],
     )
     print(
-        f"report written 報告書を出力しました: {res.path.resolve()} (run {res.run_id}, {res.seconds:.1f} s)"
+        f"report written 報告書を出力しました: {res.path.resolve()} (run {res.run_id}, {res.seconds:.1f} s; "
+        f"{res.choice.label() if res.choice else ''})"
     )
+    if res.verdict is not None:
+        print(res.verdict.line())
+    for b in res.incomplete:
+        print(f"could not check 確認できず: {b}", file=sys.stderr)
     for b in res.breaches:
         print(f"threshold broken 基準超過: {b}", file=sys.stderr)
+    if res.exit_code:
+        print(f"ocaudit report: exit {res.exit_code} — {EXIT_CODES[res.exit_code]}", file=sys.stderr)
     return res.exit_code

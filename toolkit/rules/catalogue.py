@@ -7,6 +7,7 @@ error that names the valid keys, so a typo never silently disables a rule.
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from dataclasses import dataclass
 from functools import lru_cache
@@ -86,16 +87,39 @@ class Catalogue:
         raise KeyError(f"no rule {rule_id!r} in the catalogue")
 
     def select(self, pattern: str | None) -> tuple[Rule, ...]:
-        """Rules whose id matches a glob (``ec.*``) or comma-separated globs; all if None."""
-        if not pattern:
+        """Rules whose id matches a glob (``ec.*``) or comma-separated globs; all if None.
+
+        Every pattern must match at least one rule: a list with one pattern that matches nothing
+        is refused whole (:class:`CatalogueError` naming the closest rule ids), so a typo never
+        silently narrows the audit.
+        """
+        if pattern is None:
             return self.rules
         pats = [p.strip() for p in pattern.split(",") if p.strip()]
-        chosen = tuple(r for r in self.rules if any(fnmatch.fnmatchcase(r.id, p) for p in pats))
-        if not chosen:
+        if not pats:
             raise CatalogueError(
-                f"no rule matches {pattern!r}; rule ids look like 'consent.recorded' or 'ec.*'"
+                f"--rules {pattern!r}: no pattern given; rule ids look like 'consent.recorded' or 'ec.*'"
             )
-        return chosen
+        bad = [p for p in pats if not any(fnmatch.fnmatchcase(r.id, p) for r in self.rules)]
+        if bad:
+            raise CatalogueError(
+                "--rules: nothing was audited, because "
+                + "; ".join(f"{p!r} matches no rule ({self._closest(p)})" for p in bad)
+            )
+        return tuple(r for r in self.rules if any(fnmatch.fnmatchcase(r.id, p) for p in pats))
+
+    def _closest(self, pattern: str) -> str:
+        """``did you mean consent.recorded, consent.explicit_wish?`` for a pattern matching nothing."""
+        ids = [r.id for r in self.rules]
+        groups = sorted({i.split(".")[0] + ".*" for i in ids})
+        close = difflib.get_close_matches(pattern, groups + ids, n=3, cutoff=0.5)
+        if not close:  # compare the part before the glob with the id prefixes
+            stem = pattern.split("*")[0].split("?")[0].rstrip(".")
+            close = difflib.get_close_matches(stem, [g[:-2] for g in groups], n=3, cutoff=0.5)
+            close = [c + ".*" for c in close]
+        if close:
+            return "did you mean " + ", ".join(close) + "?"
+        return "rule ids look like 'consent.recorded'; groups: " + ", ".join(groups)
 
 
 def _check_keys(obj: dict, allowed: tuple[str, ...], where: str) -> None:

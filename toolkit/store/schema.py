@@ -7,6 +7,7 @@ in one transaction and never updated afterwards.
 
 from __future__ import annotations
 
+import json
 import re
 
 import duckdb
@@ -265,7 +266,41 @@ def table_exists(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     )
 
 
-def latest_run_id(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The id of the most recent audit run, or None if there is none."""
-    row = con.execute("SELECT run_id FROM audit_runs ORDER BY started_at DESC LIMIT 1").fetchone()
-    return row[0] if row else None
+def run_parameters(parameters: str | dict | None) -> dict:
+    """``audit_runs.parameters`` (JSON text) as a dict; ``{}`` when empty or unreadable."""
+    if isinstance(parameters, dict):
+        return parameters
+    try:
+        out = json.loads(parameters or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def run_is_partial(parameters: str | dict | None) -> bool:
+    """True for a *partial* run (made with ``audit --rules`` and leaving rules out).
+
+    The one test every reader uses (no schema column: the run's ``parameters`` JSON holds it).
+    Runs since this toolkit version record ``partial``; older runs only their ``rules`` pattern,
+    and any pattern then counts as partial.
+    """
+    params = run_parameters(parameters)
+    if "partial" in params:
+        return bool(params["partial"])
+    return bool(params.get("rules"))
+
+
+def runs_newest_first(con: duckdb.DuckDBPyConnection) -> list[tuple[str, bool]]:
+    """Every audit run as (run_id, partial), the most recent first."""
+    rows = con.execute(
+        "SELECT run_id, parameters FROM audit_runs ORDER BY started_at DESC, run_id DESC"
+    ).fetchall()
+    return [(rid, run_is_partial(params)) for rid, params in rows]
+
+
+def latest_run_id(con: duckdb.DuckDBPyConnection, complete: bool = True) -> str | None:
+    """The id of the most recent **complete** audit run (any run with ``complete=False``), or None."""
+    for rid, partial in runs_newest_first(con):
+        if not (complete and partial):
+            return rid
+    return None
