@@ -134,12 +134,12 @@ SESSION_RULES: list[tuple[str, str, str]] = [
     (
         "judgement.stop_when_insufficient",
         f"kind IN {OC_OR}",
-        "CASE WHEN info_sufficient IS NULL THEN NULL WHEN info_sufficient THEN TRUE ELSE in_person END",
+        "info_sufficient OR in_person",  # Kleene: NOT info_sufficient ⇒ in person
     ),
     (
         "first_visit.unsuitable_symptom",
         f"kind = {OC} AND is_first_visit",
-        "CASE WHEN unsuitable_symptom IS NULL THEN NULL WHEN NOT unsuitable_symptom THEN TRUE ELSE in_person END",
+        "NOT unsuitable_symptom OR in_person",
     ),
     (
         "first_visit.basis",
@@ -151,7 +151,7 @@ SESSION_RULES: list[tuple[str, str, str]] = [
     (
         "first_visit.emergency_in_person",
         f"kind = {OC}",
-        "CASE WHEN is_emergency IS NULL THEN NULL WHEN NOT is_emergency THEN TRUE ELSE in_person END",
+        "NOT is_emergency OR in_person",
     ),
     (
         "care_plan.exists",
@@ -159,8 +159,7 @@ SESSION_RULES: list[tuple[str, str, str]] = [
         """CASE WHEN care_plan_id IS NULL THEN NULL WHEN NOT cp_exists THEN FALSE
              WHEN cp_patient_id IS NULL OR patient_id IS NULL THEN NULL WHEN cp_patient_id <> patient_id THEN FALSE
              WHEN cp_created_at IS NULL OR started_at IS NULL THEN NULL WHEN cp_created_at > started_at THEN FALSE
-             WHEN care_form = 'd_to_p_with_d' THEN TRUE WHEN cp_assessed_at IS NULL THEN NULL
-             ELSE cp_assessed_at <= cp_created_at END""",
+             ELSE care_form = 'd_to_p_with_d' OR cp_assessed_at <= cp_created_at END""",
     ),
     (
         "care_plan.after_first_visit",
@@ -172,14 +171,13 @@ SESSION_RULES: list[tuple[str, str, str]] = [
     (
         "care_plan.rotation_named",
         _gate("cp_exists", f"kind = {OC}"),
-        """CASE WHEN cp_doctors IS NULL THEN NULL
-             WHEN list_contains(list_transform(string_split(cp_doctors, ';'), lambda v: trim(v)), doctor_id) THEN TRUE
-             ELSE substitute_doctor AND substitute_consent END""",
+        """list_contains(list_transform(string_split(cp_doctors, ';'), lambda v: trim(v)), doctor_id)
+             OR (substitute_doctor AND substitute_consent)""",
     ),
     (
         "recording.agreed",
         "TRUE",
-        "CASE WHEN recording_saved IS NULL THEN NULL WHEN NOT recording_saved THEN TRUE ELSE recording_agreed END",
+        "NOT recording_saved OR recording_agreed",
     ),
     (
         "identity.patient",
@@ -200,15 +198,14 @@ SESSION_RULES: list[tuple[str, str, str]] = [
     (
         "exam.staff_consent",
         f"kind IN {OC_OR}",
-        "CASE WHEN staff_present IS NULL THEN NULL WHEN NOT staff_present THEN TRUE ELSE staff_consent END",
+        "NOT staff_present OR staff_consent",
     ),
     ("place.doctor_private", "TRUE", "doctor_location <> 'public' AND doctor_location_private"),
     ("place.patient_private", "TRUE", "patient_location <> 'other' AND patient_location_private"),
     (
         "security.third_party",
         "TRUE",
-        "CASE WHEN third_party_present IS NULL THEN NULL WHEN NOT third_party_present THEN TRUE "
-        "ELSE third_party_consent END",
+        "NOT third_party_present OR third_party_consent",
     ),
     ("security.institution_initiates", "platform = 'general_purpose'", "initiated_by = 'institution'"),
     ("security.tls", "tls_version IS NOT NULL", "tls_ok"),
@@ -268,17 +265,22 @@ RX_RULES: list[tuple[str, str, str]] = [
 EC_BASE = f"""
 WITH {DRUG_FLAGS.strip()},
 lines AS (
-  SELECT r.session_id, count(*) AS n_lines,
-    count(*) FILTER (WHERE (r.quantity = 1 AND r.dispensing = 'outside') IS FALSE) AS so_false,
-    count(*) FILTER (WHERE (r.quantity = 1 AND r.dispensing = 'outside') IS NULL) AS so_null,
-    count(*) FILTER (WHERE (r.pharmacist_trained AND r.witnessed_intake) IS FALSE) AS wi_false,
-    count(*) FILTER (WHERE (r.pharmacist_trained AND r.witnessed_intake) IS NULL) AS wi_null
-  FROM prescriptions r JOIN flags f ON f.drug_code = r.drug_code
-  WHERE f.emergency_contraceptive
+  SELECT r.session_id, count(*) FILTER (WHERE f.emergency_contraceptive) AS n_lines,
+    count(*) FILTER (WHERE f.drug_code IS NULL) AS n_unclassified,
+    count(*) FILTER (WHERE f.emergency_contraceptive AND (r.quantity = 1 AND r.dispensing = 'outside') IS FALSE)
+      AS so_false,
+    count(*) FILTER (WHERE f.emergency_contraceptive AND (r.quantity = 1 AND r.dispensing = 'outside') IS NULL)
+      AS so_null,
+    count(*) FILTER (WHERE f.emergency_contraceptive AND (r.pharmacist_trained AND r.witnessed_intake) IS FALSE)
+      AS wi_false,
+    count(*) FILTER (WHERE f.emergency_contraceptive AND (r.pharmacist_trained AND r.witnessed_intake) IS NULL)
+      AS wi_null
+  FROM prescriptions r LEFT JOIN flags f ON f.drug_code = r.drug_code
+  WHERE r.drug_code IS NOT NULL AND (f.emergency_contraceptive OR f.drug_code IS NULL)
   GROUP BY r.session_id),
 x0 AS (
   SELECT e.*, CAST(timezone('Asia/Tokyo', s.started_at) AS DATE) AS sdate, d.specialty, d.ec_training_on,
-    coalesce(l.n_lines, 0) AS n_lines,
+    coalesce(l.n_lines, 0) AS n_lines, coalesce(l.n_unclassified, 0) AS n_unclassified, d.doctor_id AS d_id,
     CASE WHEN l.so_false > 0 THEN FALSE WHEN l.so_null > 0 THEN NULL WHEN l.n_lines > 0 THEN TRUE END
       AS single_outside,
     CASE WHEN l.wi_false > 0 THEN FALSE WHEN l.wi_null > 0 THEN NULL WHEN l.n_lines > 0 THEN TRUE END AS witnessed,
@@ -297,10 +299,19 @@ x AS (
   FROM x0)"""
 
 EC_RULES: list[tuple[str, str, str]] = [
-    ("ec.prescriber_qualified", "TRUE", "specialty = 'obgyn' OR ec_training_on <= sdate"),
+    (
+        "ec.prescriber_qualified",
+        "TRUE",
+        """specialty = 'obgyn' OR CASE WHEN ec_training_on <= sdate THEN TRUE
+             WHEN d_id IS NULL OR specialty IS NULL OR sdate IS NULL THEN NULL ELSE FALSE END""",
+    ),
     ("ec.reason_allowed", "TRUE", "reason IN ('geographic', 'psychological')"),
-    ("ec.single_tablet_outside", "n_lines >= 1", "CASE WHEN n_lines > 1 THEN FALSE ELSE single_outside END"),
-    ("ec.witnessed_intake", "n_lines >= 1", "witnessed"),
+    (
+        "ec.single_tablet_outside",
+        "n_lines >= 1 OR n_unclassified >= 1",
+        "CASE WHEN n_lines > 1 THEN FALSE ELSE single_outside END",
+    ),
+    ("ec.witnessed_intake", "n_lines >= 1 OR n_unclassified >= 1", "witnessed"),
     (
         "ec.follow_up",
         "TRUE",

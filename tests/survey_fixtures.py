@@ -210,7 +210,7 @@ EC_RULE_STATUS = {
 }
 VIOLATIONS = [
     ("ec.prescriber_qualified", "SES-E3", "violated"),
-    ("ec.prescriber_qualified", "SES-E4", "not_evidenced"),
+    ("ec.prescriber_qualified", "SES-E4", "violated"),  # D4: not OB/GYN, no EC training on record
     ("ec.reason_allowed", "SES-E4", "not_evidenced"),
     ("ec.single_tablet_outside", "SES-E2", "violated"),
     ("ec.single_tablet_outside", "SES-E3", "violated"),
@@ -416,7 +416,7 @@ EXPECTED: dict[str, int] = {
 
 #: T5 from the hand-built run: rule → (in scope, compliant, violated, not evidenced); witnessed not evaluable.
 EXPECTED_T5 = {
-    "ec.prescriber_qualified": (7, 5, 1, 1),
+    "ec.prescriber_qualified": (7, 5, 2, 0),  # E3 trained after the visit, E4 no EC training on record
     "ec.reason_allowed": (7, 6, 0, 1),
     "ec.single_tablet_outside": (6, 3, 3, 0),
     "ec.follow_up": (7, 5, 2, 0),

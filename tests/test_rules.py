@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.rule_cases import AS_OF, EC_RX, Case, build_db, entity_id
+from tests.rule_cases import AS_OF, BASE_RX, DRUG_MASTER, EC_RX, Case, build_db, entity_id
 from toolkit import store
 from toolkit.audit.run import run_audit
 from toolkit.rules.catalogue import load
@@ -20,6 +20,8 @@ FV_UNKNOWN_HISTORY = {
     "prior_info_recorded": False,
 }
 REF = {"kind": "online_referral"}
+UNCLASSIFIED = "2549099F1020"  # no drug-master code is a prefix of it (may be an EC tablet)
+CLASSIFIED_NOT_EC = "3961001F1000"  # matches the master's prefix 3961: known, not EC
 PRE = {"kind": "pre_consultation"}
 C = Case
 CASES: list[Case] = [
@@ -132,6 +134,30 @@ CASES: list[Case] = [
         s={**REF, "info_sufficient": False},
     ),
     C("judgement.stop_when_insufficient", "not_evidenced", "unknown", s={"info_sufficient": None}),
+    C(
+        "judgement.stop_when_insufficient",
+        "passed",
+        "trigger unknown, duty done",
+        s={"info_sufficient": None, "outcome": "switched_to_in_person"},
+    ),
+    C(
+        "judgement.stop_when_insufficient",
+        "not_evidenced",
+        "trigger unknown, duty not done",
+        s={"info_sufficient": None},
+    ),
+    C(
+        "judgement.stop_when_insufficient",
+        "not_evidenced",
+        "trigger unknown, duty unknown",
+        s={"info_sufficient": None, "outcome": None},
+    ),
+    C(
+        "judgement.stop_when_insufficient",
+        "not_evidenced",
+        "trigger true, duty unknown",
+        s={"info_sufficient": False, "outcome": None},
+    ),
     C("judgement.stop_when_insufficient", "out", "pre-consultation", s={**PRE, "info_sufficient": False}),
     # first_visit.unsuitable_symptom
     C("first_visit.unsuitable_symptom", "passed", "no such symptom", s=FV),
@@ -148,6 +174,18 @@ CASES: list[Case] = [
         s={**FV, "unsuitable_symptom": True},
     ),
     C("first_visit.unsuitable_symptom", "not_evidenced", "unknown", s={**FV, "unsuitable_symptom": None}),
+    C(
+        "first_visit.unsuitable_symptom",
+        "passed",
+        "trigger unknown, duty done",
+        s={**FV, "unsuitable_symptom": None, "outcome": "switched_to_in_person"},
+    ),
+    C(
+        "first_visit.unsuitable_symptom",
+        "not_evidenced",
+        "trigger unknown, duty unknown",
+        s={**FV, "unsuitable_symptom": None, "outcome": None},
+    ),
     C("first_visit.unsuitable_symptom", "out", "follow-up visit", s={"unsuitable_symptom": True}),
     C(
         "first_visit.unsuitable_symptom",
@@ -236,6 +274,18 @@ CASES: list[Case] = [
     ),
     C("first_visit.emergency_in_person", "violated", "emergency completed online", s={"is_emergency": True}),
     C("first_visit.emergency_in_person", "not_evidenced", "unknown", s={"is_emergency": None}),
+    C(
+        "first_visit.emergency_in_person",
+        "passed",
+        "trigger unknown, duty done",
+        s={"is_emergency": None, "outcome": "switched_to_in_person"},
+    ),
+    C(
+        "first_visit.emergency_in_person",
+        "not_evidenced",
+        "trigger true, duty unknown",
+        s={"is_emergency": True, "outcome": None},
+    ),
     C("first_visit.emergency_in_person", "out", "referral exempt", s={**REF, "is_emergency": True}),
     # care_plan.exists
     C("care_plan.exists", "passed", "plan of the same patient, assessed in person", s={}),
@@ -260,6 +310,19 @@ CASES: list[Case] = [
     ),
     C("care_plan.exists", "not_evidenced", "assessment time unknown", plan={"in_person_assessed_at": None}),
     C("care_plan.exists", "not_evidenced", "no plan linked", s={"care_plan_id": None}),
+    C(
+        "care_plan.exists",
+        "not_evidenced",
+        "exemption unknown (care form empty), assessed after the plan",
+        s={"care_form": None},
+        plan={"in_person_assessed_at": "2026-04-05 09:00:00+09"},
+    ),
+    C(
+        "care_plan.exists",
+        "passed",
+        "exemption unknown (care form empty), assessed before the plan",
+        s={"care_form": None},
+    ),
     C("care_plan.exists", "violated", "plan id names no plan", s={"care_plan_id": "NO_SUCH_PLAN"}),
     C("care_plan.exists", "violated", "plan of another patient", plan={"patient_id": "SOMEONE_ELSE"}),
     C("care_plan.exists", "not_evidenced", "plan's patient unknown", plan={"patient_id": None}),
@@ -415,6 +478,25 @@ CASES: list[Case] = [
         s={"substitute_doctor": True, "substitute_consent": None},
     ),
     C("care_plan.rotation_named", "out", "no plan", s={"care_plan_id": None}),
+    C(
+        "care_plan.rotation_named",
+        "passed",
+        "trigger unknown (plan lists no doctors), stand-in with consent",
+        plan={"doctors": None},
+        s={"substitute_doctor": True, "substitute_consent": True},
+    ),
+    C(
+        "care_plan.rotation_named",
+        "not_evidenced",
+        "trigger unknown (plan lists no doctors), no stand-in",
+        plan={"doctors": None},
+    ),
+    C(
+        "care_plan.rotation_named",
+        "not_evidenced",
+        "trigger unknown (session doctor empty), no stand-in",
+        s={"doctor_id": None},
+    ),
     # recording.agreed
     C("recording.agreed", "passed", "nothing recorded", s={}),
     C(
@@ -426,6 +508,24 @@ CASES: list[Case] = [
     C("recording.agreed", "violated", "recorded without agreement", s={"recording_saved": True}),
     C("recording.agreed", "violated", "pre-consultation too (V-2-(5))", s={**PRE, "recording_saved": True}),
     C("recording.agreed", "not_evidenced", "unknown whether recorded", s={"recording_saved": None}),
+    C(
+        "recording.agreed",
+        "passed",
+        "trigger unknown, duty done",
+        s={"recording_saved": None, "recording_agreed": True},
+    ),
+    C(
+        "recording.agreed",
+        "not_evidenced",
+        "trigger unknown, duty not done",
+        s={"recording_saved": None, "recording_agreed": False},
+    ),
+    C(
+        "recording.agreed",
+        "not_evidenced",
+        "trigger unknown, duty unknown",
+        s={"recording_saved": None, "recording_agreed": None},
+    ),
     # identity.patient
     C("identity.patient", "passed", "first visit, photo ID", s=FV),
     C(
@@ -639,6 +739,24 @@ CASES: list[Case] = [
     C("exam.staff_consent", "passed", "staff with consent", s={"staff_present": True, "staff_consent": True}),
     C("exam.staff_consent", "violated", "staff without consent", s={"staff_present": True}),
     C("exam.staff_consent", "not_evidenced", "unknown", s={"staff_present": None}),
+    C(
+        "exam.staff_consent",
+        "passed",
+        "trigger unknown, duty done",
+        s={"staff_present": None, "staff_consent": True},
+    ),
+    C(
+        "exam.staff_consent",
+        "not_evidenced",
+        "trigger unknown, duty not done",
+        s={"staff_present": None, "staff_consent": False},
+    ),
+    C(
+        "exam.staff_consent",
+        "not_evidenced",
+        "trigger true, duty unknown",
+        s={"staff_present": True, "staff_consent": None},
+    ),
     C("exam.staff_consent", "out", "pre-consultation", s={**PRE, "staff_present": True}),
     # place.*
     C("place.doctor_private", "passed", "at home, private", s={"doctor_location": "home"}),
@@ -702,6 +820,18 @@ CASES: list[Case] = [
     ),
     C("security.third_party", "violated", "third party without consent", s={"third_party_present": True}),
     C("security.third_party", "not_evidenced", "unknown", s={"third_party_present": None}),
+    C(
+        "security.third_party",
+        "passed",
+        "trigger unknown, duty done",
+        s={"third_party_present": None, "third_party_consent": True},
+    ),
+    C(
+        "security.third_party",
+        "not_evidenced",
+        "trigger unknown, duty not done",
+        s={"third_party_present": None, "third_party_consent": False},
+    ),
     C("security.institution_initiates", "passed", "institution called", s={"platform": "general_purpose"}),
     C(
         "security.institution_initiates",
@@ -748,12 +878,38 @@ CASES: list[Case] = [
         rx=[EC_RX],
         doctor={"ec_training_on": "2026-01-10"},
     ),
+    C("ec.prescriber_qualified", "violated", "non-OB/GYN with no EC training on record", ec={}, rx=[EC_RX]),
     C(
         "ec.prescriber_qualified",
         "not_evidenced",
-        "non-OB/GYN with no EC training on record",
+        "unknown doctor",
         ec={},
         rx=[EC_RX],
+        s={"doctor_id": "NO_SUCH_DOCTOR"},
+    ),
+    C(
+        "ec.prescriber_qualified",
+        "not_evidenced",
+        "specialty unknown, no EC training on record",
+        ec={},
+        rx=[EC_RX],
+        doctor={"specialty": None},
+    ),
+    C(
+        "ec.prescriber_qualified",
+        "passed",
+        "specialty unknown, trained before",
+        ec={},
+        rx=[EC_RX],
+        doctor={"specialty": None, "ec_training_on": "2026-01-10"},
+    ),
+    C(
+        "ec.prescriber_qualified",
+        "not_evidenced",
+        "session date unknown, no EC training on record",
+        ec={},
+        rx=[EC_RX],
+        s={"started_at": None},
     ),
     C(
         "ec.prescriber_qualified",
@@ -782,7 +938,42 @@ CASES: list[Case] = [
         ec={},
         rx=[{**EC_RX, "quantity": None}],
     ),
-    C("ec.single_tablet_outside", "out", "no EC line", ec={}, rx=[{}]),
+    C(
+        "ec.single_tablet_outside",
+        "out",
+        "no EC line (a classified non-EC drug)",
+        ec={},
+        rx=[{"drug_code": CLASSIFIED_NOT_EC}],
+    ),
+    C("ec.single_tablet_outside", "out", "no prescription line", ec={}, rx=[]),
+    C(
+        "ec.single_tablet_outside",
+        "not_evidenced",
+        "only line's drug unclassified (no master prefix)",
+        ec={},
+        rx=[{**EC_RX, "drug_code": UNCLASSIFIED}],
+    ),
+    C(
+        "ec.single_tablet_outside",
+        "not_evidenced",
+        "only line's drug unclassified, two tablets",
+        ec={},
+        rx=[{**EC_RX, "drug_code": UNCLASSIFIED, "quantity": 2}],
+    ),
+    C(
+        "ec.single_tablet_outside",
+        "passed",
+        "EC line and an unclassified line: the EC line decides",
+        ec={},
+        rx=[EC_RX, {"drug_code": UNCLASSIFIED}],
+    ),
+    C(
+        "ec.single_tablet_outside",
+        "violated",
+        "EC line of two tablets and an unclassified line",
+        ec={},
+        rx=[{**EC_RX, "quantity": 2}, {"drug_code": UNCLASSIFIED}],
+    ),
     C("ec.witnessed_intake", "passed", "trained pharmacist, witnessed", ec={}, rx=[EC_RX]),
     C("ec.witnessed_intake", "violated", "not witnessed", ec={}, rx=[{**EC_RX, "witnessed_intake": False}]),
     C(
@@ -791,6 +982,27 @@ CASES: list[Case] = [
         "pharmacist training unknown",
         ec={},
         rx=[{**EC_RX, "pharmacist_trained": None}],
+    ),
+    C(
+        "ec.witnessed_intake",
+        "not_evidenced",
+        "only line's drug unclassified (no master prefix)",
+        ec={},
+        rx=[{**EC_RX, "drug_code": UNCLASSIFIED}],
+    ),
+    C(
+        "ec.witnessed_intake",
+        "passed",
+        "EC line and an unclassified line: the EC line decides",
+        ec={},
+        rx=[EC_RX, {"drug_code": UNCLASSIFIED}],
+    ),
+    C(
+        "ec.witnessed_intake",
+        "out",
+        "no EC line (a classified non-EC drug)",
+        ec={},
+        rx=[{"drug_code": CLASSIFIED_NOT_EC}],
     ),
     C("ec.follow_up", "passed", "due in 21 days, visited", ec={}, rx=[EC_RX]),
     C(
@@ -935,15 +1147,16 @@ def audited(tmp_path_factory):  # type: ignore[no-untyped-def]
             "SELECT rule_id, entity_id, status FROM violations WHERE run_id = ?", [run.run_id]
         ).fetchall()
     }
+    dq = dict(con.execute("SELECT check_id, n FROM dq_results WHERE run_id = ?", [run.run_id]).fetchall())
     con.close()
-    return run, statuses, stored
+    return run, statuses, stored, dq
 
 
 @pytest.mark.parametrize(
     "n,case", list(enumerate(EXPANDED)), ids=[f"{c.rule}:{c.expect}:{c.note}" for c in EXPANDED]
 )
 def test_rule_case(audited, n, case):  # type: ignore[no-untyped-def]
-    _run, statuses, stored = audited
+    _run, statuses, stored, _dq = audited
     key = (case.rule, entity_id(case, n))
     got = statuses.get(key, "out")
     assert got == case.expect, f"{case.rule} / {case.note}: expected {case.expect}, got {got}"
@@ -954,7 +1167,7 @@ def test_rule_case(audited, n, case):  # type: ignore[no-untyped-def]
 
 
 def test_no_rule_errors_and_gx_agrees(audited):  # type: ignore[no-untyped-def]
-    run, _statuses, _stored = audited
+    run, _statuses, _stored, _dq = audited
     errors = [(r.rule_id, r.message) for r in run.results if r.status == "error"]
     assert errors == []
     assert all(r.status != "not_evaluable" for r in run.results)
@@ -968,3 +1181,18 @@ def test_every_rule_has_a_violation_case_and_a_pass_or_out_case():
     for r in cat.rules:
         assert "violated" in by_rule.get(r.id, set()) or "not_evidenced" in by_rule.get(r.id, set()), r.id
         assert by_rule[r.id] & {"passed", "out"}, r.id
+
+
+def _unclassified_only(case: Case) -> bool:
+    """The EC case's lines all carry a code no drug-master code is a prefix of (computed here from
+    the master's rows, not with the audit's SQL)."""
+    prefixes = [row[0] for row in DRUG_MASTER]
+    codes = [rx.get("drug_code", BASE_RX["drug_code"]) for rx in case.rx]
+    return bool(codes) and all(not any(c.startswith(p) for p in prefixes) for c in codes)
+
+
+def test_dq_counts_ec_cases_whose_tablet_the_master_cannot_classify(audited):  # type: ignore[no-untyped-def]
+    _run, _statuses, _stored, dq = audited
+    expected = sum(1 for c in EXPANDED if c.ec is not None and _unclassified_only(c))
+    assert expected >= 3
+    assert dq["dq.ec_unclassified_drug"] == expected

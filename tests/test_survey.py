@@ -247,3 +247,31 @@ def test_parse_period_rejects(bad: str) -> None:
 )
 def test_age_band(bd: dt.date | None, by: int | None, on: dt.date, band: str) -> None:
     assert age_band(age_range(bd, by, on)) == band
+
+
+def test_real_audit_verdicts_reach_t1_and_t5(tmp_path: Path) -> None:
+    """The real audit on the fixture (no hand-built run), with RX-E4's code changed to one the
+    drug master does not classify: E4 (doctor D4, not OB/GYN, no EC training date) violates
+    ec.prescriber_qualified, as E3 (trained after the visit) does, and T1's classes say so; E4's
+    only line may be the tablet, so both tablet rules count it in scope and not evidenced."""
+    from toolkit import store
+    from toolkit.audit.run import run_audit
+
+    db = F.build_db(tmp_path / "real.duckdb", with_run=False)
+    con = store.connect(db)
+    con.execute("UPDATE prescriptions SET drug_code = '9990001F1000' WHERE rx_id = 'RX-E4'")
+    con.close()
+    run_audit(db, as_of=AS_OF, progress=False)
+    v = survey.run_survey_ec(db, F.PERIOD, tmp_path / "out", institution="I1").values
+
+    def t5(rule: str) -> tuple[int, int, int]:
+        return (v[f"T5|{rule}|in_scope"], v[f"T5|{rule}|violated"], v[f"T5|{rule}|not_evidenced"])
+
+    assert t5("ec.prescriber_qualified") == (7, 2, 0)
+    assert v["T1|prescriber:untrained|total"] + v["T1|prescriber:not_recorded|total"] == 2
+    assert v["T1|prescriber:unknown|total"] == 0
+    # E2 two tablets, E3 two EC lines, E5 inside; E4 unclassified only
+    assert t5("ec.single_tablet_outside") == (7, 3, 1)
+    # E5 not witnessed; E2 pharmacist unknown, E7 intake unknown, E4 unclassified only
+    assert t5("ec.witnessed_intake") == (7, 1, 3)
+    assert v["T2|single_tablet|unknown"] == 1

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import duckdb
 
+from toolkit.rules.facts import DRUG_FLAGS_SELECT, ec_lines_select, ec_tablet_unclassified
+
 #: (check id, table, title_en, title_ja, condition on a record of the table, aliased as in :data:`ALIASES`)
 DQ_CHECKS: tuple[tuple[str, str, str, str, str], ...] = (
     (
@@ -100,6 +102,14 @@ DQ_CHECKS: tuple[tuple[str, str, str, str, str], ...] = (
         "医薬品マスタに該当のない処方",
         "r.drug_code IS NOT NULL "
         "AND NOT EXISTS (SELECT 1 FROM drug_master m WHERE starts_with(r.drug_code, m.drug_code))",
+    ),
+    (
+        "dq.ec_unclassified_drug",
+        "ec_cases",
+        "EC cases whose only tablet lines have a drug the master does not classify (tablet rules not evidenced)",
+        "処方薬が医薬品マスタで分類できない緊急避妊事例（錠剤の判定不能）",
+        f"e.session_id IN (SELECT l.session_id FROM ({ec_lines_select(f'({DRUG_FLAGS_SELECT})')}) l "
+        f"WHERE {ec_tablet_unclassified('l')})",
     ),
 )
 

@@ -6,7 +6,9 @@ scope or a drug class cannot drift apart between them:
 
 * :data:`DRUG_FLAGS_SELECT`: drug classification per code (exact code wins, else the longest prefix);
 * :func:`history_known`: the doctor knows the patient's history (regular doctor or recorded prior info);
-* :func:`ec_lines_select`: an EC case's tablet lines (count, quantity, dispensing, pharmacist, intake);
+* :func:`implies`: an "A ⇒ B" duty in Kleene logic (``NOT A OR B``);
+* :func:`ec_lines_select`: an EC case's tablet lines (count, quantity, dispensing, pharmacist, intake)
+  and its lines the drug master does not classify (:func:`ec_tablet_scope`, :func:`ec_tablet_unclassified`);
 * :func:`ec_prescriber_class`, :func:`ec_follow_up_window`, :func:`ec_follow_up_status`,
   :func:`adult`: the categories the EC rules are judged on and the survey tables count;
 * :data:`SESSION_FACTS_STEPS`: per-session facts from other tables (access log, plans, overlap).
@@ -22,12 +24,23 @@ OC = "'online_care'"
 OC_OR = "('online_care', 'online_referral')"
 
 
-def and3(expr: str) -> str:
-    """Three-valued AND over a group: false if any false, NULL if any NULL, else true."""
+def and3(expr: str, among: str = "TRUE") -> str:
+    """Three-valued AND over the rows of a group that meet ``among``: false if any false, NULL if
+    any NULL, NULL if there are no such rows (nothing to judge), else true."""
     return (
-        f"CASE WHEN count(*) FILTER (WHERE ({expr}) IS FALSE) > 0 THEN FALSE "
-        f"WHEN count(*) FILTER (WHERE ({expr}) IS NULL) > 0 THEN NULL ELSE TRUE END"
+        f"CASE WHEN count(*) FILTER (WHERE ({among}) AND ({expr}) IS FALSE) > 0 THEN FALSE "
+        f"WHEN count(*) FILTER (WHERE ({among}) AND ({expr}) IS NULL) > 0 THEN NULL "
+        f"WHEN count(*) FILTER (WHERE {among}) = 0 THEN NULL ELSE TRUE END"
     )
+
+
+def implies(trigger: str, duty: str) -> str:
+    """SQL of the duty "``trigger`` ⇒ ``duty``" in Kleene (SQL three-valued) logic: ``NOT trigger OR duty``.
+
+    No trigger → true; duty done → true, even when the trigger is unknown; trigger true (or
+    unknown) and duty not done → false (or NULL); either unknown otherwise → NULL.
+    """
+    return f"(NOT ({trigger}) OR ({duty}))"
 
 
 def japan_time(ts: str) -> str:
@@ -62,20 +75,41 @@ def history_known(s: str) -> str:
 
 
 def ec_lines_select(drug_flags: str) -> str:
-    """SELECT of one row per session with EC tablet lines (drug flagged EC in ``drug_flags``).
+    """SELECT of one row per session with EC tablet lines (drug flagged EC in ``drug_flags``) or
+    with lines whose drug the master does not classify.
 
-    ``n_lines``, ``min_q`` (smallest quantity), and three-valued ANDs over the lines:
-    ``single_outside`` (quantity 1 and outside pharmacy), ``witnessed`` (trained pharmacist and
-    witnessed intake), and the parts ``outside``, ``pharmacist_trained``, ``witnessed_intake``.
+    ``n_lines`` (EC lines), ``n_unclassified`` (lines with a ``drug_code`` that no drug-master code
+    is a prefix of, so it is absent from ``drug_flags``: it may be an EC tablet), ``min_q``
+    (smallest quantity of the EC lines), and three-valued ANDs over the EC lines (NULL when there
+    are none): ``single_outside`` (quantity 1 and outside pharmacy), ``witnessed`` (trained
+    pharmacist and witnessed intake), and the parts ``outside``, ``pharmacist_trained``,
+    ``witnessed_intake``.
     """
-    return f"""SELECT r.session_id, count(*) AS n_lines, min(r.quantity) AS min_q,
-                {and3("r.quantity = 1 AND r.dispensing = 'outside'")} AS single_outside,
-                {and3("r.pharmacist_trained AND r.witnessed_intake")} AS witnessed,
-                {and3("r.dispensing = 'outside'")} AS outside,
-                {and3("r.pharmacist_trained")} AS pharmacist_trained,
-                {and3("r.witnessed_intake")} AS witnessed_intake
-              FROM prescriptions r JOIN {drug_flags} df ON df.drug_code = r.drug_code
-              WHERE df.emergency_contraceptive GROUP BY r.session_id"""
+    ec = "df.emergency_contraceptive IS TRUE"
+    return f"""SELECT r.session_id, count(*) FILTER (WHERE {ec}) AS n_lines,
+                count(*) FILTER (WHERE df.drug_code IS NULL) AS n_unclassified,
+                min(r.quantity) FILTER (WHERE {ec}) AS min_q,
+                {and3("r.quantity = 1 AND r.dispensing = 'outside'", ec)} AS single_outside,
+                {and3("r.pharmacist_trained AND r.witnessed_intake", ec)} AS witnessed,
+                {and3("r.dispensing = 'outside'", ec)} AS outside,
+                {and3("r.pharmacist_trained", ec)} AS pharmacist_trained,
+                {and3("r.witnessed_intake", ec)} AS witnessed_intake
+              FROM prescriptions r LEFT JOIN {drug_flags} df ON df.drug_code = r.drug_code
+              WHERE r.drug_code IS NOT NULL AND ({ec} OR df.drug_code IS NULL)
+              GROUP BY r.session_id"""
+
+
+def ec_tablet_scope(lines: str) -> str:
+    """SQL: the EC case (joined to its :func:`ec_lines_select` row ``lines``) is in scope of the
+    tablet rules: it has an EC line, or a line the drug master does not classify."""
+    return f"(coalesce({lines}.n_lines, 0) >= 1 OR coalesce({lines}.n_unclassified, 0) >= 1)"
+
+
+def ec_tablet_unclassified(lines: str) -> str:
+    """SQL: the EC case has no EC line, only lines the drug master does not classify (its tablet
+    cannot be told: the tablet rules are not evidenced, and ``dq.ec_unclassified_drug`` counts it).
+    A case with an EC line is judged on its EC lines, whatever else it has."""
+    return f"(coalesce({lines}.n_lines, 0) = 0 AND coalesce({lines}.n_unclassified, 0) >= 1)"
 
 
 def adult(birth_date: str, birth_year: str, on: str) -> str:
@@ -91,15 +125,18 @@ def adult(birth_date: str, birth_year: str, on: str) -> str:
   END"""
 
 
-#: Prescriber classes of an EC case, and the rule's reading of them (ec.prescriber_qualified).
+#: Prescriber classes of an EC case, and the rule's reading of them (ec.prescriber_qualified):
+#: ``unknown`` is the only class that is neither (not evidenced).
 EC_PRESCRIBER_QUALIFIED = ("obgyn", "trained")
-EC_PRESCRIBER_UNQUALIFIED = ("untrained",)
+EC_PRESCRIBER_UNQUALIFIED = ("untrained", "not_recorded")
 
 
 def ec_prescriber_class(doctor_found: str, specialty: str, ec_training_on: str, sdate: str) -> str:
     """SQL: ``obgyn``, ``trained`` (EC training on or before the session day), ``unknown`` (doctor,
-    specialty or session day unknown), ``not_recorded`` (no training date) or ``untrained``
-    (trained only after the session)."""
+    specialty or session day unknown), ``not_recorded`` (not OB/GYN and no EC training date: the
+    date is the only record of the training, so no EC training on record — data contract v1.1) or
+    ``untrained`` (trained only after the session). ``not_recorded`` and ``untrained`` violate
+    ec.prescriber_qualified."""
     return f"""CASE WHEN {specialty} = 'obgyn' THEN 'obgyn'
      WHEN {ec_training_on} <= {sdate} THEN 'trained'
      WHEN {doctor_found} IS NULL OR {specialty} IS NULL OR {sdate} IS NULL THEN 'unknown'
@@ -160,8 +197,8 @@ def ec_follow_up_check(window: str, status: str) -> str:
 #: * ``pc_ok``: the preceding session is the same patient's pre-consultation, ended before;
 #: * ``cp_in``: the named care plan exists; ``cp_same_patient``: it is the session's patient's;
 #:   ``cp_late``: it was created after the session started; ``cp_assessed_ok``: the in-person
-#:   assessment came no later than its creation; ``cp_has_doctors`` / ``cp_named``: it lists
-#:   doctors / it names the session's doctor (each NULL where a value it compares is unknown);
+#:   assessment came no later than its creation; ``cp_named``: it names the session's doctor
+#:   (each NULL where a value it compares is unknown: no doctor list, or no session doctor);
 #: * ``has_plan``: a care plan of the patient existed (created, not deleted) at the start;
 #: * ``after_first_visit``: the patient has an online first visit that started before this session;
 #: * ``ov_in``, ``overlap``: timed session with a doctor / it overlaps another of theirs.
@@ -187,7 +224,6 @@ SELECT s.rowid AS rid,
   coalesce(pc.patient_id = s.patient_id AND pc.ended_at <= s.started_at, FALSE) AS pc_ok,
   cp.care_plan_id IS NOT NULL AS cp_in, cp.patient_id = s.patient_id AS cp_same_patient,
   cp.created_at > s.started_at AS cp_late, cp.in_person_assessed_at <= cp.created_at AS cp_assessed_ok,
-  cp.doctors IS NOT NULL AS cp_has_doctors,
   list_contains(list_transform(string_split(cp.doctors, ';'), lambda x: trim(x)), s.doctor_id) AS cp_named
 FROM sessions s
 LEFT JOIN acc ON acc.rid = s.rowid

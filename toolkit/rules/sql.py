@@ -48,7 +48,9 @@ from toolkit.rules.facts import (
     ec_lines_select,
     ec_prescriber_check,
     ec_prescriber_class,
+    ec_tablet_scope,
     history_known,
+    implies,
     japan_time,
 )
 
@@ -178,13 +180,12 @@ def rules_sql(as_of: dt.date, network_threshold: int = 3) -> dict[str, RuleSQL]:
         "judgement.stop_when_insufficient": RuleSQL(
             S,
             f"s.kind IN {OC_OR}",
-            "CASE WHEN s.info_sufficient IS NULL THEN NULL WHEN s.info_sufficient THEN TRUE ELSE s.in_person END",
+            implies("NOT s.info_sufficient", "s.in_person"),
         ),
         "first_visit.unsuitable_symptom": RuleSQL(
             S,
             f"s.kind = {OC} AND s.is_first_visit",
-            "CASE WHEN s.unsuitable_symptom IS NULL THEN NULL WHEN NOT s.unsuitable_symptom THEN TRUE "
-            "ELSE s.in_person END",
+            implies("s.unsuitable_symptom", "s.in_person"),
         ),
         "first_visit.basis": RuleSQL(
             S,
@@ -195,7 +196,7 @@ def rules_sql(as_of: dt.date, network_threshold: int = 3) -> dict[str, RuleSQL]:
         "first_visit.emergency_in_person": RuleSQL(
             S,
             f"s.kind = {OC}",
-            "CASE WHEN s.is_emergency IS NULL THEN NULL WHEN NOT s.is_emergency THEN TRUE ELSE s.in_person END",
+            implies("s.is_emergency", "s.in_person"),
         ),
         "care_plan.exists": RuleSQL(
             S,
@@ -206,8 +207,7 @@ def rules_sql(as_of: dt.date, network_threshold: int = 3) -> dict[str, RuleSQL]:
                     WHEN NOT f.cp_same_patient THEN FALSE
                     WHEN f.cp_late IS NULL THEN NULL
                     WHEN f.cp_late THEN FALSE
-                    WHEN s.care_form = 'd_to_p_with_d' THEN TRUE
-                    ELSE f.cp_assessed_ok END""",
+                    ELSE s.care_form = 'd_to_p_with_d' OR f.cp_assessed_ok END""",
             ("f",),
         ),
         "care_plan.after_first_visit": RuleSQL(
@@ -219,16 +219,13 @@ def rules_sql(as_of: dt.date, network_threshold: int = 3) -> dict[str, RuleSQL]:
         "care_plan.rotation_named": RuleSQL(
             S,
             f"s.kind = {OC} AND f.cp_in",
-            """CASE WHEN NOT f.cp_has_doctors THEN NULL
-                    WHEN f.cp_named THEN TRUE
-                    ELSE s.substitute_doctor AND s.substitute_consent END""",
+            implies("NOT f.cp_named", "s.substitute_doctor AND s.substitute_consent"),
             ("f",),
         ),
         "recording.agreed": RuleSQL(
             S,
             "TRUE",
-            "CASE WHEN s.recording_saved IS NULL THEN NULL WHEN NOT s.recording_saved THEN TRUE "
-            "ELSE s.recording_agreed END",
+            implies("s.recording_saved", "s.recording_agreed"),
         ),
         "identity.patient": RuleSQL(
             S,
@@ -264,8 +261,7 @@ def rules_sql(as_of: dt.date, network_threshold: int = 3) -> dict[str, RuleSQL]:
         "exam.staff_consent": RuleSQL(
             S,
             f"s.kind IN {OC_OR}",
-            "CASE WHEN s.staff_present IS NULL THEN NULL WHEN NOT s.staff_present THEN TRUE "
-            "ELSE s.staff_consent END",
+            implies("s.staff_present", "s.staff_consent"),
         ),
         "place.doctor_private": RuleSQL(
             S, "TRUE", "s.doctor_location <> 'public' AND s.doctor_location_private"
@@ -284,8 +280,7 @@ def rules_sql(as_of: dt.date, network_threshold: int = 3) -> dict[str, RuleSQL]:
         "security.third_party": RuleSQL(
             S,
             "TRUE",
-            "CASE WHEN s.third_party_present IS NULL THEN NULL WHEN NOT s.third_party_present THEN TRUE "
-            "ELSE s.third_party_consent END",
+            implies("s.third_party_present", "s.third_party_consent"),
         ),
         "security.institution_initiates": RuleSQL(
             S, "s.platform = 'general_purpose'", "s.initiated_by = 'institution'"
@@ -301,11 +296,11 @@ def rules_sql(as_of: dt.date, network_threshold: int = 3) -> dict[str, RuleSQL]:
         "ec.reason_allowed": RuleSQL("ec_case", "TRUE", "e.reason IN ('geographic', 'psychological')"),
         "ec.single_tablet_outside": RuleSQL(
             "ec_case",
-            "coalesce(l.n_lines, 0) >= 1",
+            ec_tablet_scope("l"),
             "CASE WHEN l.n_lines > 1 THEN FALSE ELSE l.single_outside END",
             ("l",),
         ),
-        "ec.witnessed_intake": RuleSQL("ec_case", "coalesce(l.n_lines, 0) >= 1", "l.witnessed", ("l",)),
+        "ec.witnessed_intake": RuleSQL("ec_case", ec_tablet_scope("l"), "l.witnessed", ("l",)),
         "ec.follow_up": RuleSQL(
             "ec_case",
             "TRUE",

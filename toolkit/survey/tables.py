@@ -50,7 +50,11 @@ PRESCRIBERS = (
     ("obgyn", "産婦人科医", "OB/GYN"),
     ("trained", "研修受講済の医師（産婦人科以外）", "EC-trained, not OB/GYN"),
     ("untrained", "研修未受講（受講日が診療日より後）※違反", "untrained (training after visit) — violation"),
-    ("not_recorded", "研修受講日の記録なし（産婦人科以外）", "non-OB/GYN, EC training not recorded"),
+    (
+        "not_recorded",
+        "研修受講の記録なし（産婦人科以外）※違反",
+        "non-OB/GYN, no EC training on record — violation",
+    ),
     ("unknown", "医師情報不明", "doctor/specialty unknown"),
 )
 DIMENSIONS = (

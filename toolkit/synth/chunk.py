@@ -41,9 +41,11 @@ class World:
     inst_ids: np.ndarray  # object
     doc_qualified_ec: np.ndarray  # bool
     doc_late_training: np.ndarray  # bool: injected training after period start
-    doc_ec_unknown: np.ndarray  # bool: not obgyn and no EC training date recorded
+    doc_no_ec_training: np.ndarray  # bool: not obgyn and no EC training on record (no date)
     inst_docs: list[np.ndarray] = field(default_factory=list)
     roles: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    #: (code, name) of EC tablets the drug master does not classify (for dq.ec_unclassified_drug)
+    unlisted_ec: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _choice_obj(rng: np.random.Generator, values: list, p: list[float] | None, n: int) -> np.ndarray:

@@ -68,6 +68,10 @@ CANDIDATES: tuple[tuple[str, str, DrugFlags], ...] = (
     ("2549008F1022", "レボノルゲストレル錠1.5mg", DrugFlags(emergency_contraceptive=True)),
 )
 
+#: EC tablets a vendor may send that the master does not list (a new generic's code): no master
+#: code is a prefix of them, so the audit cannot tell they are EC (dq.ec_unclassified_drug)
+UNLISTED_EC: tuple[tuple[str, str], ...] = (("2549099F1020", "レボノルゲストレル錠1.5mg（マスタ未収載）"),)
+
 #: looser fallbacks when the master has no code for the strict role (the truth stays exact:
 #: it is evaluated, not assumed; only the one-defect-one-rule purity is lost)
 LOOSE_ROLES = {
@@ -140,15 +144,27 @@ class DrugMaster:
             return cls(rows, str(path), hashlib.sha256(data).hexdigest())
         return cls({c: (n, f) for c, n, f in CANDIDATES}, "built-in", None)
 
-    def classify(self, code: str) -> DrugFlags:
-        """Flags of ``code``: exact match, else the longest prefix, else not flagged."""
+    def _match(self, code: str) -> DrugFlags | None:
+        """Flags of the master row for ``code`` (exact, else the longest prefix), None if no row matches."""
         hit = self.rows.get(code)
         if hit is not None:
             return hit[1]
         for n in self._lengths:
             if n < len(code) and code[:n] in self.rows:
                 return self.rows[code[:n]][1]
-        return DrugFlags()
+        return None
+
+    def classify(self, code: str) -> DrugFlags:
+        """Flags of ``code``: exact match, else the longest prefix, else not flagged."""
+        return self._match(code) or DrugFlags()
+
+    def is_classified(self, code: str) -> bool:
+        """True when some master row matches ``code`` (exactly or as a prefix): the master knows the drug."""
+        return self._match(code) is not None
+
+    def unlisted_ec(self) -> list[tuple[str, str]]:
+        """The :data:`UNLISTED_EC` codes this master does not classify (empty if it knows them all)."""
+        return [(c, n) for c, n in UNLISTED_EC if not self.is_classified(c)]
 
     def roles(self) -> dict[str, list[tuple[str, str]]]:
         """Candidate (code, name) per role, by the master's own classification.

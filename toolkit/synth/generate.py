@@ -172,9 +172,10 @@ def build_world(
         inst_ids=inst_ids,
         doc_qualified_ec=qualified,
         doc_late_training=late,
-        doc_ec_unknown=(specialty != "obgyn") & (ec_tr == NULL_I),
+        doc_no_ec_training=(specialty != "obgyn") & (ec_tr == NULL_I),
         inst_docs=[np.nonzero(doc_inst == i)[0] for i in range(n_inst)],
         roles=master.roles(),
+        unlisted_ec=master.unlisted_ec(),
     )
     return world, {"institutions": institutions, "doctors": doctors}, counts
 
@@ -196,7 +197,7 @@ def _rx_flags(rx: dict[str, np.ndarray], master: DrugMaster) -> dict[str, np.nda
     codes = rx["drug_code"]
     out = {
         k: np.full(len(codes), -1, np.int8)
-        for k in ("f_narcotic", "f_psychotropic", "f_high_risk", "f_ec", "f_misuse")
+        for k in ("f_narcotic", "f_psychotropic", "f_high_risk", "f_ec", "f_misuse", "f_classified")
     }
     cache: dict[str, tuple[int, ...]] = {}
     for i, c in enumerate(codes):
@@ -211,6 +212,7 @@ def _rx_flags(rx: dict[str, np.ndarray], master: DrugMaster) -> dict[str, np.nda
                 int(f.high_risk),
                 int(f.emergency_contraceptive),
                 int(f.misuse),
+                int(master.is_classified(c)),
             )
         for k, x in zip(out, v, strict=True):
             out[k][i] = x

@@ -106,9 +106,11 @@ class Injector:
         self.used[es] = True  # EC sessions carry only EC defects
         w = self.w
         ok = ~w.doc_late_training
-        unq = [d[~w.doc_qualified_ec[d] & ~w.doc_ec_unknown[d] & ok[d]] for d in w.inst_docs]
-        unk = [d[w.doc_ec_unknown[d] & ok[d]] for d in w.inst_docs]
+        # trained only after the period started / no EC training on record: both violate
+        unq = [d[~w.doc_qualified_ec[d] & ~w.doc_no_ec_training[d] & ok[d]] for d in w.inst_docs]
+        none = [d[w.doc_no_ec_training[d] & ok[d]] for d in w.inst_docs]
         has_unq = np.array([len(unq[i]) > 0 for i in s["_inst"][es]], dtype=bool)
+        has_none = np.array([len(none[i]) > 0 for i in s["_inst"][es]], dtype=bool)
 
         def other_doctor(pools: list[np.ndarray]):
             def f(idx: np.ndarray) -> None:
@@ -121,6 +123,14 @@ class Injector:
                         s["doctor_id"][si] = self.unknown_doctor(1)[0]
 
             return f
+
+        def unknown_prescriber(idx: np.ndarray) -> None:
+            s["doctor_id"][es[idx]] = self.unknown_doctor(len(idx))
+
+        def unlisted_tablet(idx: np.ndarray) -> None:
+            for e in idx:
+                code, name = w.unlisted_ec[self.rng.integers(0, len(w.unlisted_ec))]
+                rx["drug_code"][line[e]], rx["drug_name"][line[e]] = code, name
 
         def set_(table: dict, col: str, value, rows_of=None):
             def f(idx: np.ndarray) -> None:
@@ -163,12 +173,15 @@ class Injector:
 
         specs = [
             ("ec.prescriber_qualified", "violated", has_unq, other_doctor(unq)),
-            ("ec.prescriber_qualified", "not_evidenced", alle, other_doctor(unk)),
+            ("ec.prescriber_qualified", "violated", has_none, other_doctor(none)),
+            ("ec.prescriber_qualified", "not_evidenced", alle, unknown_prescriber),
             ("ec.reason_allowed", "not_evidenced", alle, set_(ec, "reason", None)),
             ("ec.single_tablet_outside", "violated", line >= 0, tablet),
             ("ec.single_tablet_outside", "not_evidenced", line >= 0, set_(rx, "quantity", np.nan, line)),
             ("ec.witnessed_intake", "violated", line >= 0, set_(rx, "witnessed_intake", 0, line)),
             ("ec.witnessed_intake", "not_evidenced", line >= 0, set_(rx, "pharmacist_trained", -1, line)),
+            # the only tablet line's code is unknown to the master: both tablet rules not evidenced
+            ("ec.single_tablet_outside", "not_evidenced", (line >= 0) & bool(w.unlisted_ec), unlisted_tablet),
             ("ec.follow_up", "violated", alle, due_late),
             ("ec.follow_up", "not_evidenced", alle, due_null),
             ("ec.assault_support", "violated", alle, assault_v),
@@ -520,6 +533,34 @@ class Injector:
         ]
         for rule, status, cand, scope, fn in specs:
             self._do(rule, status, cand, scope, fn)
+        # "A ⇒ B" duties done while the trigger A is left empty: these records pass (Kleene
+        # implication), so the audit must not report them; they are not in the ground truth
+        in_person = np.isin(s["outcome"], ["switched_to_in_person", "referred"])
+        kleene = [
+            ("exam.staff_consent", ocor & not_ec & (s["staff_consent"] == 1), ocor, "staff_present"),
+            ("security.third_party", not_ec & (s["third_party_consent"] == 1), alls, "third_party_present"),
+            ("recording.agreed", not_ec & (s["recording_agreed"] == 1), alls, "recording_saved"),
+            (
+                "first_visit.emergency_in_person",
+                oc & not_ec & in_person & (s["is_emergency"] == 1) & (s["patient_id_method"] != "none"),
+                oc,
+                "is_emergency",
+            ),
+            (
+                "first_visit.unsuitable_symptom",
+                first & in_person & (s["unsuitable_symptom"] == 1),
+                first,
+                "unsuitable_symptom",
+            ),
+            (
+                "judgement.stop_when_insufficient",
+                ocor & not_ec & in_person & (s["info_sufficient"] == 0),
+                ocor,
+                "info_sufficient",
+            ),
+        ]
+        for rule, cand, scope, trigger in kleene:
+            self._do(rule, "passed", cand, scope, set_(trigger, -1), share=NE_SHARE)
 
     # -- prescription lines ----------------------------------------------------------------
     def _rx(self) -> None:

@@ -9,7 +9,11 @@ exactly the (rule, entity) pairs an audit implementing the semantics must report
 Input relations (DuckDB views/Arrow tables; timestamps are naive Japan wall time):
 ``s`` sessions, ``p`` patients, ``d`` doctors, ``i`` institutions, ``cp`` care_plans,
 ``rx`` prescriptions plus flag columns ``f_narcotic, f_psychotropic, f_high_risk, f_ec,
-f_misuse`` (NULL when drug_code is NULL), ``ec`` ec_cases, ``al`` access_log.
+f_misuse, f_classified`` (from the generator's own Python reading of the drug master; NULL when
+drug_code is NULL), ``ec`` ec_cases, ``al`` access_log.
+
+Duties of the form "if A then B" are Kleene implications (:func:`if_then`): B recorded as done
+passes even when A is unknown.
 """
 
 from __future__ import annotations
@@ -24,6 +28,15 @@ OCOR = f"s.kind IN ({OC}, {OR_})"
 FIRST_OC = f"(s.kind = {OC} AND s.is_first_visit)"
 HIST_UNKNOWN = f"NOT (s.is_regular_doctor OR (s.prior_info_source IN {SOURCES} AND s.prior_info_recorded))"
 NETWORK_MAX = 3
+
+
+def if_then(a: str, b: str) -> str:
+    """ "A ⇒ B" in three-valued logic: true when A is false or B is true, false when A is true and
+    B false, unknown otherwise."""
+    return f"CASE WHEN ({a}) IS FALSE OR ({b}) IS TRUE THEN TRUE WHEN ({a}) IS TRUE AND ({b}) IS FALSE THEN FALSE END"
+
+
+OUT_TO_IN_PERSON = f"s.outcome IN {IN_PERSON}"
 
 #: rule id → (entity, SELECT producing columns id, S, P)
 SESSION_RULES: dict[str, tuple[str, str]] = {
@@ -46,15 +59,11 @@ SESSION_RULES: dict[str, tuple[str, str]] = {
     ),
     "judgement.stop_when_insufficient": (
         OCOR,
-        f"""CASE WHEN s.info_sufficient IS NULL THEN NULL
-        WHEN s.info_sufficient THEN TRUE WHEN s.outcome IS NULL THEN NULL
-        ELSE s.outcome IN {IN_PERSON} END""",
+        if_then("s.info_sufficient = FALSE", OUT_TO_IN_PERSON),
     ),
     "first_visit.unsuitable_symptom": (
         FIRST_OC,
-        f"""CASE WHEN s.unsuitable_symptom IS NULL THEN NULL
-        WHEN NOT s.unsuitable_symptom THEN TRUE WHEN s.outcome IS NULL THEN NULL
-        ELSE s.outcome IN {IN_PERSON} END""",
+        if_then("s.unsuitable_symptom = TRUE", OUT_TO_IN_PERSON),
     ),
     "first_visit.basis": (
         f"{FIRST_OC} AND s.care_form <> 'd_to_p_with_d' AND s.session_id NOT IN (SELECT session_id FROM ec)",
@@ -64,17 +73,14 @@ SESSION_RULES: dict[str, tuple[str, str]] = {
     ),
     "first_visit.emergency_in_person": (
         f"s.kind = {OC}",
-        f"""CASE WHEN s.is_emergency IS NULL THEN NULL
-        WHEN NOT s.is_emergency THEN TRUE WHEN s.outcome IS NULL THEN NULL
-        ELSE s.outcome IN {IN_PERSON} END""",
+        if_then("s.is_emergency = TRUE", OUT_TO_IN_PERSON),
     ),
     "care_plan.exists": (
         f"s.kind = {OC} AND NOT s.is_first_visit",
-        """CASE
+        f"""CASE
         WHEN s.care_plan_id IS NULL THEN NULL WHEN cp.care_plan_id IS NULL THEN FALSE
         WHEN cp.patient_id <> s.patient_id THEN FALSE WHEN cp.created_at > s.started_at THEN FALSE
-        WHEN s.care_form = 'd_to_p_with_d' THEN TRUE WHEN cp.in_person_assessed_at IS NULL THEN NULL
-        ELSE cp.in_person_assessed_at <= cp.created_at END""",
+        ELSE {if_then("s.care_form <> 'd_to_p_with_d'", "cp.in_person_assessed_at <= cp.created_at")} END""",
     ),
     "care_plan.after_first_visit": (
         f"""s.kind = {OC} AND s.is_first_visit IS NOT TRUE AND coalesce(fv.first_oc_at < s.started_at, FALSE)""",
@@ -83,15 +89,14 @@ SESSION_RULES: dict[str, tuple[str, str]] = {
     ),
     "care_plan.rotation_named": (
         f"s.kind = {OC} AND cp.care_plan_id IS NOT NULL",
-        """CASE
-        WHEN cp.doctors IS NULL THEN NULL
-        WHEN list_contains(list_transform(string_split(cp.doctors, ';'), lambda x: trim(x)), s.doctor_id) THEN TRUE
-        ELSE s.substitute_doctor AND s.substitute_consent END""",
+        if_then(
+            "NOT list_contains(list_transform(string_split(cp.doctors, ';'), lambda x: trim(x)), s.doctor_id)",
+            "s.substitute_doctor AND s.substitute_consent",
+        ),
     ),
     "recording.agreed": (
         "TRUE",
-        """CASE WHEN s.recording_saved IS NULL THEN NULL
-        WHEN NOT s.recording_saved THEN TRUE ELSE s.recording_agreed END""",
+        if_then("s.recording_saved = TRUE", "s.recording_agreed = TRUE"),
     ),
     "identity.patient": (
         f"{OCOR} AND ({FIRST_OC} OR s.patient_id_method IS DISTINCT FROM 'known_in_person')",
@@ -113,15 +118,13 @@ SESSION_RULES: dict[str, tuple[str, str]] = {
     ),
     "exam.staff_consent": (
         OCOR,
-        """CASE WHEN s.staff_present IS NULL THEN NULL
-        WHEN NOT s.staff_present THEN TRUE ELSE s.staff_consent END""",
+        if_then("s.staff_present = TRUE", "s.staff_consent = TRUE"),
     ),
     "place.doctor_private": ("TRUE", "s.doctor_location <> 'public' AND s.doctor_location_private"),
     "place.patient_private": ("TRUE", "s.patient_location <> 'other' AND s.patient_location_private"),
     "security.third_party": (
         "TRUE",
-        """CASE WHEN s.third_party_present IS NULL THEN NULL
-        WHEN NOT s.third_party_present THEN TRUE ELSE s.third_party_consent END""",
+        if_then("s.third_party_present = TRUE", "s.third_party_consent = TRUE"),
     ),
     "security.institution_initiates": ("s.platform = 'general_purpose'", "s.initiated_by = 'institution'"),
     "security.tls": ("s.tls_version IS NOT NULL", "TRY_CAST(s.tls_version AS DOUBLE) >= 1.2"),
@@ -156,16 +159,24 @@ AGE = """CASE WHEN p.birth_date IS NOT NULL THEN
      END"""
 
 EC_RULES: dict[str, tuple[str, str]] = {
+    # OB/GYN, or EC-trained on or before the session day; no training date = no EC training on
+    # record (contract v1.1). Unknown doctor or session day: the training part cannot be told.
     "ec.prescriber_qualified": (
         "TRUE",
-        "d.specialty = 'obgyn' OR d.ec_training_on <= CAST(s.started_at AS DATE)",
+        """d.specialty = 'obgyn' OR (CASE WHEN d.doctor_id IS NULL OR s.started_at IS NULL THEN NULL
+        WHEN d.ec_training_on IS NULL THEN FALSE ELSE d.ec_training_on <= CAST(s.started_at AS DATE) END)""",
     ),
     "ec.reason_allowed": ("TRUE", "ec.reason IN ('geographic', 'psychological')"),
+    # in scope: an EC line, or a line the master cannot classify (may be the tablet); the EC lines
+    # decide, and with none the tablet cannot be judged
     "ec.single_tablet_outside": (
-        "ecl.n IS NOT NULL AND ecl.n >= 1",
-        "CASE WHEN ecl.n > 1 THEN FALSE ELSE ecl.one_ok END",
+        "ecl.session_id IS NOT NULL",
+        "CASE WHEN ecl.n = 0 THEN NULL WHEN ecl.n > 1 THEN FALSE ELSE ecl.one_ok END",
     ),
-    "ec.witnessed_intake": ("ecl.n IS NOT NULL AND ecl.n >= 1", "ecl.witnessed"),
+    "ec.witnessed_intake": (
+        "ecl.session_id IS NOT NULL",
+        "CASE WHEN ecl.n = 0 THEN NULL ELSE ecl.witnessed END",
+    ),
     "ec.follow_up": (
         "TRUE",
         """CASE WHEN ec.follow_up_due_on IS NULL THEN NULL
@@ -236,9 +247,11 @@ EC_FROM = """ec
     LEFT JOIN s ON s.session_id = ec.session_id
     LEFT JOIN p ON p.patient_id = s.patient_id
     LEFT JOIN d ON d.doctor_id = s.doctor_id
-    LEFT JOIN (SELECT rx.session_id, count(*) AS n, bool_and(rx.quantity = 1 AND rx.dispensing = 'outside') AS one_ok,
-                      bool_and(rx.pharmacist_trained AND rx.witnessed_intake) AS witnessed
-               FROM rx WHERE rx.f_ec GROUP BY rx.session_id) AS ecl ON ecl.session_id = ec.session_id
+    LEFT JOIN (SELECT rx.session_id, count(*) FILTER (WHERE rx.f_ec) AS n,
+                      bool_and(rx.quantity = 1 AND rx.dispensing = 'outside') FILTER (WHERE rx.f_ec) AS one_ok,
+                      bool_and(rx.pharmacist_trained AND rx.witnessed_intake) FILTER (WHERE rx.f_ec) AS witnessed
+               FROM rx WHERE rx.f_ec OR NOT rx.f_classified GROUP BY rx.session_id) AS ecl
+      ON ecl.session_id = ec.session_id
     """
 
 
