@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from toolkit.contract import (
     DIRECT_IDENTIFIER_PATTERNS,
     FALSE_WORDS,
+    ID_WHITESPACE,
     TABLES,
     TRUE_WORDS,
     Column,
@@ -262,7 +263,10 @@ def parse_select(
             st = types.get(res.src_for[c.name], "VARCHAR")
             if not vmap and st.upper() != "VARCHAR":
                 native = _native(c, v, st)
-            texts.append(f"{src if native else _text(src, vmap)} AS {v}")
+            text = src if native else _text(src, vmap)
+            if c.is_id:  # ' P1 ' is P1 (documented); look-alikes that remain are reported
+                text = f"NULLIF(trim({text}, {lit(ID_WHITESPACE)}), '')"
+            texts.append(f"{text} AS {v}")
         elif c.name in m.constants:
             texts.append(f"{_text(lit(m.constants[c.name]), vmap)} AS {v}")
         else:

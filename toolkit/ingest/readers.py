@@ -16,7 +16,9 @@ import codecs
 import csv
 import fnmatch
 import gzip
+import os
 import shutil
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import BinaryIO
 import duckdb
 
 from toolkit.contract import TABLES
-from toolkit.errors import InputFileError
+from toolkit.errors import InputFileError, UserError
 
 #: suffix → format; longest suffix wins (``.csv.gz`` before ``.gz``)
 SUFFIXES: dict[str, tuple[str, bool]] = {
@@ -68,6 +70,7 @@ class SourceFile:
     fmt: str
     gz: bool
     display: str
+    link: bool = False  # found under a name that is a symlink
 
     @property
     def size(self) -> int:
@@ -121,6 +124,50 @@ def _hidden(rel: Path) -> bool:
     return any(p.startswith((".", "_", "~$")) for p in rel.parts)
 
 
+def special_kind(path: Path) -> str | None:
+    """What ``path`` is when it is not a regular file or folder (followed through symlinks), else None.
+
+    ``"a FIFO (named pipe)"``, ``"a character device"``, ``"a block device"``, ``"a socket"`` or
+    ``"a symlink to a missing file"``. Such a file is never opened (a FIFO would block the ingest).
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "a symlink to a missing file" if path.is_symlink() else "a missing file"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror})"
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    kind = (
+        "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a character device"
+        if stat.S_ISCHR(mode)
+        else "a block device"
+        if stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    return f"a symlink to {kind}" if path.is_symlink() else kind
+
+
+def not_regular_error(path: Path, kind: str) -> InputFileError:
+    """The refusal of a data-named path that is not a regular file (FIFO, device, socket, dangling link)."""
+    return InputFileError(
+        str(path),
+        f"is {kind}, not a regular file; expected a regular {ACCEPTED} file "
+        "(copy the data into a regular file, or move this entry out of SOURCE)",
+    )
+
+
+def _data_named(rel: Path, globs: dict[str, list[str]]) -> bool:
+    """True if a path's name says it holds a contract table (or a refused data format)."""
+    if any(fnmatch.fnmatch(rel.as_posix(), pat) for pats in globs.values() for pat in pats):
+        return True
+    return split_suffix(rel) is not None or rel.name.lower().endswith(REFUSED_DATA_SUFFIXES)
+
+
 def discover(source: Path, globs: dict[str, list[str]] | None = None) -> Discovery:
     """The data files in ``source`` (a folder or one file) and the table each holds.
 
@@ -130,6 +177,12 @@ def discover(source: Path, globs: dict[str, list[str]] | None = None) -> Discove
     """
     globs = globs or {}
     out = Discovery()
+    kind = special_kind(source)
+    if kind is not None:
+        raise UserError(
+            f"{source}: SOURCE is {kind}, not a regular file or folder; expected a folder or a "
+            f"regular file holding contract tables ({ACCEPTED})"
+        )
     if source.is_file():
         candidates = [(source, Path(source.name))]
     else:
@@ -137,7 +190,17 @@ def discover(source: Path, globs: dict[str, list[str]] | None = None) -> Discove
         skipped: set[str] = set()
         for p in sorted(source.rglob("*")):
             rel = p.relative_to(source)
-            if not p.is_file() or _hidden(rel):
+            if _hidden(rel):
+                continue
+            kind = special_kind(p)
+            if kind is not None:
+                # a FIFO, device, socket or dangling symlink: refused when named like data, else noted
+                if _data_named(rel, globs):
+                    out.errors.append(not_regular_error(p, kind))
+                else:
+                    out.notes.append(f"ignored {rel.as_posix()} ({kind}, not a data file)")
+                continue
+            if not p.is_file():
                 continue
             in_table_dir = len(rel.parts) > 1 and table_from_stem(rel.parts[0]) is not None
             globbed = any(fnmatch.fnmatch(rel.as_posix(), pat) for pats in globs.values() for pat in pats)
@@ -189,13 +252,56 @@ def discover(source: Path, globs: dict[str, list[str]] | None = None) -> Discove
             )
             continue
         display = rel.as_posix() if source.is_dir() else path.name
-        out.files.append(SourceFile(path=path.resolve(), table=table, fmt=fmt, gz=gz, display=display))
+        out.files.append(
+            SourceFile(
+                path=path.resolve(), table=table, fmt=fmt, gz=gz, display=display, link=path.is_symlink()
+            )
+        )
+    out.files = _read_once(out)
     return out
 
 
+def _read_once(found: Discovery) -> list[SourceFile]:
+    """The files with each real file once: a symlink or hard link to a file already found is dropped.
+
+    Two names of one file (``sessions/latest.parquet -> 2026-09.parquet``, or a hard link) are
+    the same rows, so they are read once, under the name that is not a symlink (else the first in
+    order); a note says which name was skipped and why.
+    """
+    groups: dict[tuple[int, int], list[SourceFile]] = {}
+    for f in found.files:
+        st = os.stat(f.path)
+        groups.setdefault((st.st_dev, st.st_ino), []).append(f)
+    keep: set[int] = set()
+    for same in groups.values():
+        first = next((f for f in same if not f.link), same[0])
+        keep.add(id(first))
+        found.notes.extend(
+            f"skipped {f.display}: the same file as {first.display} "
+            f"({'a symlink' if f.link else 'a hard link'} to it); each file is read once"
+            for f in same
+            if f is not first
+        )
+    return [f for f in found.files if id(f) in keep]
+
+
 def open_binary(sf: SourceFile) -> BinaryIO:
-    """The file's bytes (decompressed for ``.gz``)."""
-    return gzip.open(sf.path, "rb") if sf.gz else open(sf.path, "rb")  # noqa: SIM115
+    """The file's bytes (decompressed for ``.gz``); InputFileError if it is not a regular file.
+
+    Opened non-blocking and checked with ``fstat``, so a file swapped for a FIFO or a device after
+    discovery is refused instead of blocking or reading forever.
+    """
+    fd = os.open(sf.path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise not_regular_error(sf.path, "not a regular file (a FIFO, device or socket)")
+    fh = os.fdopen(fd, "rb")
+    if not sf.gz:
+        return fh
+    gz = gzip.GzipFile(fileobj=fh, mode="rb")
+    gz.myfileobj = fh  # closed with the GzipFile
+    return gz  # type: ignore[return-value]
 
 
 def _line_of(data: bytes, offset: int) -> int:
@@ -205,8 +311,11 @@ def _line_of(data: bytes, offset: int) -> int:
 def detect_encoding(sf: SourceFile, forced: str | None = None) -> str:
     """``utf-8``, ``utf-8-sig`` or ``cp932`` for a text file; InputFileError if it is neither.
 
-    A BOM means UTF-8 with BOM; otherwise strict UTF-8 is tried on the first MB, then CP932.
-    Empty files and files with NUL bytes (binary, UTF-16) are refused.
+    A BOM means UTF-8 with BOM; otherwise strict UTF-8 is tried on the first MB. A sample that is
+    valid UTF-8 except for a few bytes (at least as many valid multi-byte characters as bad bytes) is
+    *not* switched to CP932: the file is refused naming the first bad bytes (line and byte offset).
+    Otherwise CP932 is chosen only if the sample decodes as CP932 and reads as Japanese text
+    (:func:`reads_as_japanese`). Empty files and files with NUL bytes (binary, UTF-16) are refused.
     """
     try:
         with open_binary(sf) as fh:
@@ -232,16 +341,29 @@ def detect_encoding(sf: SourceFile, forced: str | None = None) -> str:
         return forced
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
-    dec = codecs.getincrementaldecoder("utf-8")("strict")
-    try:
-        dec.decode(sample, final=at_eof)
+    if not at_eof:  # do not judge a multi-byte character cut at the end of the sample
+        cut = sample.rfind(b"\n")
+        sample = sample[: cut + 1] if cut > 0 else sample
+    bad, good = utf8_errors(sample)
+    if not bad:
         return "utf-8"
-    except UnicodeDecodeError as exc:
-        u_off = exc.start
-    dec = codecs.getincrementaldecoder("cp932")("strict")
+    u_off = bad[0]
+    where = ", ".join(f"byte offset {o} (line {_line_of(sample, o)})" for o in bad[:3])
+    if good >= len(bad):
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        hint = (
+            " If the file really is CP932 (Shift_JIS), pass --encoding cp932."
+            if _whole_file_cp932(sf) and reads_as_japanese(sample.decode("cp932", "replace"))
+            else ""
+        )
+        raise InputFileError(
+            str(sf.path),
+            f"valid UTF-8 except {len(bad)} invalid byte sequence(s) at {where}{more}; expected UTF-8 "
+            f"throughout. Fix or remove those bytes (re-export the file as UTF-8) and ingest again; the "
+            f"file is not read as another encoding, which would garble its text.{hint}",
+        )
     try:
-        dec.decode(sample, final=at_eof)
-        return "cp932"
+        text = codecs.getincrementaldecoder("cp932")("strict").decode(sample, final=True)
     except UnicodeDecodeError as exc:
         raise InputFileError(
             str(sf.path),
@@ -249,6 +371,75 @@ def detect_encoding(sf: SourceFile, forced: str | None = None) -> str:
             f"(bad byte at offset {exc.start}, line {_line_of(sample, exc.start)}); expected a text "
             "file in UTF-8, UTF-8 with BOM or CP932 (use --encoding to force one)",
         ) from None
+    if not reads_as_japanese(text):
+        raise InputFileError(
+            str(sf.path),
+            f"not UTF-8 (bad byte at offset {u_off}, line {_line_of(sample, u_off)}), and read as CP932 "
+            "it is not Japanese text; expected a text file in UTF-8, UTF-8 with BOM or CP932 "
+            "(re-export it as UTF-8)",
+        )
+    return "cp932"
+
+
+def utf8_errors(data: bytes) -> tuple[list[int], int]:
+    """(byte offsets of invalid UTF-8 sequences, number of valid multi-byte characters) of ``data``.
+
+    Stops counting after 100 bad sequences (the data is then plainly not UTF-8).
+    """
+    bad: list[int] = []
+    good = 0
+    view = memoryview(data)
+    pos = 0
+    while pos < len(data) and len(bad) <= 100:
+        try:
+            text, _n = codecs.utf_8_decode(view[pos:], "strict", True)
+        except UnicodeDecodeError as exc:
+            good += _non_ascii(codecs.utf_8_decode(view[pos : pos + exc.start], "strict", True)[0])
+            bad.append(pos + exc.start)
+            pos += exc.end
+            continue
+        good += _non_ascii(text)
+        break
+    return bad, good
+
+
+def _non_ascii(text: str) -> int:
+    """Characters above U+007F in ``text``."""
+    return len(text) - len(text.encode("ascii", "ignore"))
+
+
+def reads_as_japanese(text: str) -> bool:
+    """True if the non-ASCII characters of ``text`` are mostly common Japanese (a real CP932 text).
+
+    Common: JIS X 0208 rows 1–47 (punctuation, full-width letters and digits, hiragana, katakana,
+    level-1 kanji), i.e. CP932 codes 0x8140–0x9872. UTF-8 Japanese misread as CP932 (mojibake such as
+    ``譚ｱ莠ｬ``) is mostly level-2 kanji and half-width katakana, so it does not count.
+    """
+    total = common = 0
+    for ch in text:
+        if ord(ch) <= 0x7F:
+            continue
+        total += 1
+        try:
+            b = ch.encode("cp932")
+        except UnicodeEncodeError:
+            continue
+        if len(b) == 2 and 0x8140 <= int.from_bytes(b, "big") <= 0x9872:
+            common += 1
+    return total > 0 and common >= 0.7 * total
+
+
+def _whole_file_cp932(sf: SourceFile) -> bool:
+    """True if the whole file decodes as CP932 (streaming, bounded memory)."""
+    dec = codecs.getincrementaldecoder("cp932")("strict")
+    try:
+        with open_binary(sf) as fh:
+            while chunk := fh.read(CHUNK):
+                dec.decode(chunk)
+            dec.decode(b"", final=True)
+    except (UnicodeDecodeError, OSError, EOFError):
+        return False
+    return True
 
 
 def transcode(sf: SourceFile, encoding: str, dest: Path) -> None:
