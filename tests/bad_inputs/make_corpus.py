@@ -22,6 +22,23 @@ def s_row(sid: str, kind: str = "online_care", started: str = "2026-04-01T09:00:
     return f"{sid},P1,D1,I1,{kind},d_to_p,{started},2026-04-01T09:15:00,true"
 
 
+def write_huge_field_csv(path: Path, field_bytes: int, chunk: int = 8 << 20) -> Path:
+    """``sessions`` CSV: header, ``S1,<field_bytes of A>``, ``S2,online_care`` — written streaming.
+
+    Too big to commit (the issue's case is 2 GiB): the slow test generates it. S1 must be quarantined
+    at line 2 without its field being held in memory, S2 loaded at line 3.
+    """
+    block = b"A" * chunk
+    with open(path, "wb") as fh:
+        fh.write(b"session_id,kind\nS1,")
+        left = field_bytes
+        while left > 0:
+            fh.write(block[: min(left, chunk)])
+            left -= chunk
+        fh.write(b"\nS2,online_care\n")
+    return path
+
+
 def w(name: str, data: str | bytes, encoding: str = "utf-8") -> None:
     path = HERE / name
     path.parent.mkdir(parents=True, exist_ok=True)
