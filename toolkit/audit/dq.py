@@ -161,8 +161,9 @@ def lookalike_ids(
 
     ``P1``, ``Ｐ１`` and ``P1`` + zero-width space are three patients in the data; the audit keeps them
     apart (merging could join two real people) and reports how many ids are in such groups, with up
-    to three examples (invisible characters shown as ``\\u200b``). Only ids with a character outside
-    printable ASCII are normalised, so the check is one cheap scan per id column.
+    to three examples (invisible characters shown as ``\\u200b``). Only ids with a non-ASCII character
+    are normalised (found by byte length ≠ character length), so the check is one cheap scan per id
+    column (surrounding ASCII whitespace is already stripped at ingest).
     """
     out = []
     for kind, (home, cols) in ID_KINDS.items():
@@ -170,9 +171,13 @@ def lookalike_ids(
         if not present:
             continue
         union = " UNION ALL ".join(f"SELECT {c} AS v FROM {t}" for t, c in present)
+        odd = f"SELECT count(*) FROM ({union}) WHERE strlen(v) <> length(v)"
+        if not con.execute(odd).fetchall()[0][0]:  # only ASCII ids: nothing can look alike
+            out.append(("dq.lookalike_ids", home, LOOKALIKE_TITLE_EN, LOOKALIKE_TITLE_JA, 0, ""))
+            continue
         rows = con.execute(f"""
 WITH ids AS ({union}),
-odd AS (SELECT DISTINCT v FROM ids WHERE v IS NOT NULL AND NOT regexp_full_match(v, '[!-~]+')),
+odd AS (SELECT DISTINCT v FROM ids WHERE strlen(v) <> length(v)),
 n AS (SELECT v, {_lookalike_key("v")} AS k FROM odd),
 plain AS (SELECT DISTINCT v FROM ids WHERE v IN (SELECT k FROM n)),
 allv AS (SELECT v, k FROM n UNION SELECT v, v FROM plain),

@@ -265,7 +265,11 @@ def parse_select(
                 native = _native(c, v, st)
             text = src if native else _text(src, vmap)
             if c.is_id:  # ' P1 ' is P1 (documented); look-alikes that remain are reported
-                text = f"NULLIF(trim({text}, {lit(ID_WHITESPACE)}), '')"
+                # trim() with a character set is slow: only ids not starting and ending in visible ASCII
+                text = (
+                    f"CASE WHEN ord({text}) BETWEEN 33 AND 126 AND ord({text}[-1:]) BETWEEN 33 AND 126 "
+                    f"THEN {text} ELSE NULLIF(trim({text}, {lit(ID_WHITESPACE)}), '') END"
+                )
             texts.append(f"{text} AS {v}")
         elif c.name in m.constants:
             texts.append(f"{_text(lit(m.constants[c.name]), vmap)} AS {v}")
