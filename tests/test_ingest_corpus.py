@@ -64,5 +64,5 @@ def test_bad_input(case: dict, template_db: Path, tmp_path: Path) -> None:
     if "lines" in case:
         assert [r[0] for r in q] == case["lines"]
     if "message" in case:
-        texts = [r[1] for r in q] + summary.warnings
+        texts = [r[1] for r in q] + summary.warnings + printed.splitlines()
         assert any(case["message"] in t for t in texts), texts

@@ -28,6 +28,12 @@ DEFAULT_TZ_OFFSET = "+09:00"
 
 TRUE_WORDS = frozenset({"true", "1", "yes", "y", "t", "はい", "有", "あり"})
 FALSE_WORDS = frozenset({"false", "0", "no", "n", "f", "いいえ", "無", "なし"})
+#: Whitespace stripped from both ends of every id at ingest: ASCII and Unicode spaces, 全角 space,
+#: line breaks. Invisible characters (zero-width space, direction marks) are kept; ids that differ
+#: only by them or by width are reported as ``dq.lookalike_ids``, never merged.
+ID_WHITESPACE = " \t\r\n\x0b\x0c\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(
+    chr(c) for c in range(0x2000, 0x200B)
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,11 @@ class Column:
     def duckdb_type(self) -> str:
         """The DuckDB type the column is stored as."""
         return DUCKDB_TYPES[self.type]
+
+    @property
+    def is_id(self) -> bool:
+        """True for an id (a text key, or text named ``*_id``): stripped of :data:`ID_WHITESPACE`."""
+        return self.type == "str" and (self.key or self.name.endswith("_id"))
 
 
 @dataclass(frozen=True)

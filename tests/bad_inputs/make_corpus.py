@@ -22,6 +22,23 @@ def s_row(sid: str, kind: str = "online_care", started: str = "2026-04-01T09:00:
     return f"{sid},P1,D1,I1,{kind},d_to_p,{started},2026-04-01T09:15:00,true"
 
 
+def write_huge_field_csv(path: Path, field_bytes: int, chunk: int = 8 << 20) -> Path:
+    """``sessions`` CSV: header, ``S1,<field_bytes of A>``, ``S2,online_care`` — written streaming.
+
+    Too big to commit (the issue's case is 2 GiB): the slow test generates it. S1 must be quarantined
+    at line 2 without its field being held in memory, S2 loaded at line 3.
+    """
+    block = b"A" * chunk
+    with open(path, "wb") as fh:
+        fh.write(b"session_id,kind\nS1,")
+        left = field_bytes
+        while left > 0:
+            fh.write(block[: min(left, chunk)])
+            left -= chunk
+        fh.write(b"\nS2,online_care\n")
+    return path
+
+
 def w(name: str, data: str | bytes, encoding: str = "utf-8") -> None:
     path = HERE / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +191,36 @@ def main() -> None:
         "care_plans-blank-lines.csv",
         "care_plan_id,patient_id,created_at\n\nCP1,P1,2026-03-01T10:00:00\n\n\nCP2,P1,not-a-time\n",
     )
+    # issue 15: a `latest` symlink next to the file it names (read once), for Parquet and CSV
+    link_dir = HERE / "sessions-latest-link" / "sessions"
+    link_dir.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.table({"session_id": ["S1", "S2", "S3"], "patient_id": ["P1", "P1", "P2"]}),
+        link_dir / "2026-09.parquet",
+    )
+    _symlink(link_dir / "latest.parquet", "2026-09.parquet")
+    w(
+        "access_log-latest-link/access_log/2026-09.csv",
+        "session_id,at,event,actor\nS1,2026-04-01T09:00:00,join,doctor\nS1,2026-04-01T09:05:00,leave,doctor\n",
+    )
+    _symlink(HERE / "access_log-latest-link" / "access_log" / "latest.csv", "2026-09.csv")
+    # issue 15: valid UTF-8 but for one stray byte that would make the file decode as CP932 (mojibake)
+    w(
+        "institutions-utf8-stray-byte.csv",
+        "institution_id,name,contact_published,compliance_published\nI1,東京クリニック,true,true\n".encode()
+        + b"I2,Osaka\x8aA,true,false\n",
+    )
+    # issue 15: ids that differ only by width, surrounding spaces or invisible characters
+    w(
+        "patients-lookalike-ids.csv",
+        "patient_id,sex\nP1,female\nＰ１,female\n P1 ,female\nP1\u200b,female\n\u200fP1,female\nP2,male\n",
+    )
+
+
+def _symlink(link: Path, target: str) -> None:
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
 
 
 if __name__ == "__main__":

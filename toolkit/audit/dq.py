@@ -3,13 +3,16 @@
 Each check is one row of :data:`DQ_CHECKS` (id, table, titles, and the condition a record of that
 table meets when the check finds it); a check whose table is missing is skipped. The checks of
 one table are counted in ONE scan of it (a ``count(*) FILTER`` per check). Quarantined rows are
-summarised per table.
+summarised per table, and ids that look alike (:func:`lookalike_ids`) per kind of id.
 """
 
 from __future__ import annotations
 
+import unicodedata
+
 import duckdb
 
+from toolkit.contract import ID_WHITESPACE, TABLES
 from toolkit.rules.facts import DRUG_FLAGS_SELECT, ec_lines_select, ec_tablet_unclassified
 
 #: (check id, table, title_en, title_ja, condition on a record of the table, aliased as in :data:`ALIASES`)
@@ -114,6 +117,106 @@ DQ_CHECKS: tuple[tuple[str, str, str, str, str], ...] = (
 )
 
 
+_EXTRA_ID_COLUMNS = {"in_person_backup_id": "institution_id"}
+#: Kinds of id compared by ``dq.lookalike_ids``: id → (table holding it as key, columns holding it).
+ID_KINDS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    kind: (
+        home,
+        tuple(
+            (t.name, c.name)
+            for t in TABLES.values()
+            for c in t.columns
+            if c.type == "str"
+            and (c.name == kind or c.name.endswith("_" + kind) or _EXTRA_ID_COLUMNS.get(c.name) == kind)
+        ),
+    )
+    for kind, home in (
+        ("patient_id", "patients"),
+        ("doctor_id", "doctors"),
+        ("institution_id", "institutions"),
+        ("session_id", "sessions"),
+        ("care_plan_id", "care_plans"),
+        ("rx_id", "prescriptions"),
+    )
+}
+LOOKALIKE_TITLE_EN = "Ids that differ only by width or invisible characters (kept apart, not merged)"
+LOOKALIKE_TITLE_JA = "全角・半角や不可視文字だけが異なるID（別のIDのまま、統合していません）"
+#: characters that do not show: zero-width space/joiners, direction marks and embeddings, BOM, soft hyphen
+INVISIBLE_RE = (
+    "[\\x{00AD}\\x{180E}\\x{200B}-\\x{200F}\\x{202A}-\\x{202E}\\x{2060}-\\x{2064}"
+    "\\x{2066}-\\x{2069}\\x{FEFF}]"
+)
+#: full-width ASCII (U+FF01–U+FF5E) and the ideographic space, and their ASCII counterparts
+_WIDE = "".join(chr(c) for c in range(0xFF01, 0xFF5F)) + "\u3000"
+_NARROW = "".join(chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)) + " "
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _lookalike_key(v: str) -> str:
+    """SQL: id ``v`` with full-width ASCII made ASCII, invisible characters and edge spaces removed."""
+    return (
+        f"trim(regexp_replace(translate({v}, {_lit(_WIDE)}, {_lit(_NARROW)}), {_lit(INVISIBLE_RE)}, '', 'g'), "
+        f"{_lit(ID_WHITESPACE)})"
+    )
+
+
+def lookalike_ids(
+    con: duckdb.DuckDBPyConnection, available_tables: set[str]
+) -> list[tuple[str, str, str, str, int, str]]:
+    """``dq.lookalike_ids`` per kind of id: distinct ids that equal another once normalised.
+
+    ``P1``, ``Ｐ１`` and ``P1`` + zero-width space are three patients in the data; the audit keeps them
+    apart (merging could join two real people) and reports how many ids are in such groups, with up
+    to three examples (invisible characters shown as ``\\u200b``). Only ids with a non-ASCII character
+    are normalised (found by byte length ≠ character length), so the check is one cheap scan per id
+    column (surrounding ASCII whitespace is already stripped at ingest).
+    """
+    out = []
+    for kind, (home, cols) in ID_KINDS.items():
+        present = [(t, c) for t, c in cols if t in available_tables]
+        if not present:
+            continue
+        union = " UNION ALL ".join(f"SELECT {c} AS v FROM {t}" for t, c in present)
+        odd = f"SELECT count(*) FROM ({union}) WHERE strlen(v) <> length(v)"
+        if not con.execute(odd).fetchall()[0][0]:  # only ASCII ids: nothing can look alike
+            out.append(("dq.lookalike_ids", home, LOOKALIKE_TITLE_EN, LOOKALIKE_TITLE_JA, 0, ""))
+            continue
+        rows = con.execute(f"""
+WITH ids AS ({union}),
+odd AS (SELECT DISTINCT v FROM ids WHERE strlen(v) <> length(v)),
+n AS (SELECT v, {_lookalike_key("v")} AS k FROM odd),
+plain AS (SELECT DISTINCT v FROM ids WHERE v IN (SELECT k FROM n)),
+allv AS (SELECT v, k FROM n UNION SELECT v, v FROM plain),
+grp AS (SELECT k, list(v ORDER BY v) AS vs FROM allv GROUP BY k HAVING count(*) > 1)
+SELECT k, vs FROM grp ORDER BY k LIMIT 1000""").fetchall()
+        n = sum(len(vs) for _k, vs in rows)
+        detail = ""
+        if rows:
+            examples = "; ".join(" ~ ".join(_shown(v) for v in vs[:4]) for _k, vs in rows[:3])
+            detail = f"{kind}: {len(rows)} group(s) of look-alike ids, e.g. {examples}"
+            if len(rows) == 1000:
+                detail += " (first 1000 groups counted)"
+        out.append(("dq.lookalike_ids", home, LOOKALIKE_TITLE_EN, LOOKALIKE_TITLE_JA, n, detail))
+    return out
+
+
+def _shown(v: str) -> str:
+    """An id quoted, with invisible and space characters written as ``\\uXXXX``."""
+    return (
+        "'"
+        + "".join(
+            f"\\u{ord(ch):04x}"
+            if unicodedata.category(ch) in ("Cf", "Cc", "Zs", "Zl", "Zp") and ch != " "
+            else ch
+            for ch in v
+        )
+        + "'"
+    )
+
+
 #: The alias of each checked table in the conditions.
 ALIASES = {"sessions": "s", "doctors": "d", "prescriptions": "r", "ec_cases": "e", "access_log": "a"}
 
@@ -138,6 +241,7 @@ def run_dq_checks(
         )
     order = {c[0]: k for k, c in enumerate(DQ_CHECKS)}
     out.sort(key=lambda row: order[row[0]])
+    out.extend(lookalike_ids(con, available_tables))
     for table, reason_kind, n in con.execute(
         "SELECT table_name, CASE WHEN reason ILIKE 'duplicate%' THEN 'duplicate key' ELSE 'contract' END, "
         "count(*) FROM quarantine GROUP BY ALL ORDER BY ALL"

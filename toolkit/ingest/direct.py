@@ -98,6 +98,8 @@ class DirectLoad:
 
         Later rows (by file order, then line) with an already-seen key are deleted from the table;
         identical ones are counted (returned), the others are staged in ``inc`` as quarantined.
+        Rows are deleted by ``rowid``, so the first occurrence of a key is never deleted, even if two
+        rows share (source file, line) — e.g. one file reached under two names.
         """
         con = self.con
         key = q(t.key[0])
@@ -117,9 +119,9 @@ SELECT * FROM (
   SELECT _fi AS _file_idx, _line_number AS _line, _source_file, _row_hash, CAST({key} AS VARCHAR) AS k,
          CAST(json_object({obj}) AS VARCHAR) AS _raw,
          row_number() OVER w AS rn, first_value(_row_hash) OVER w AS fh, first_value(_line_number) OVER w AS fl,
-         first_value(_fi) OVER w AS ff, first_value(_source_file) OVER w AS fsrc
-  FROM (SELECT *, {fidx} AS _fi FROM {table} WHERE {key} IN ({dups}))
-  WINDOW w AS (PARTITION BY {key} ORDER BY _fi, _line_number)) WHERE rn > 1""")
+         first_value(_fi) OVER w AS ff, first_value(_source_file) OVER w AS fsrc, _rid
+  FROM (SELECT *, rowid AS _rid, {fidx} AS _fi FROM {table} WHERE {key} IN ({dups}))
+  WINDOW w AS (PARTITION BY {key} ORDER BY _fi, _line_number, _rid)) WHERE rn > 1""")
         con.execute(f"""
 INSERT INTO {inc} (_file_idx, _line, _reason, _errcol, _raw, _dup, _source_file)
 SELECT _file_idx, _line, 'duplicate key ' || k || ' with different content (first at '
@@ -127,10 +129,7 @@ SELECT _file_idx, _line, 'duplicate key ' || k || ' with different content (firs
        {lit(t.key[0])}, _raw, 'conflict', _source_file
 FROM _dd WHERE _row_hash <> fh""")
         same = con.execute("SELECT count(*) FROM _dd WHERE _row_hash = fh").fetchall()[0][0]
-        con.execute(
-            f"DELETE FROM {table} USING _dd d WHERE {table}._source_file = d._source_file "
-            f"AND {table}._line_number = d._line"
-        )
+        con.execute(f"DELETE FROM {table} WHERE rowid IN (SELECT _rid FROM _dd)")
         con.execute("DROP TABLE _dd")
         return int(same)
 

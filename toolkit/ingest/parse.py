@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from toolkit.contract import (
     DIRECT_IDENTIFIER_PATTERNS,
     FALSE_WORDS,
+    ID_WHITESPACE,
     TABLES,
     TRUE_WORDS,
     Column,
@@ -262,7 +263,14 @@ def parse_select(
             st = types.get(res.src_for[c.name], "VARCHAR")
             if not vmap and st.upper() != "VARCHAR":
                 native = _native(c, v, st)
-            texts.append(f"{src if native else _text(src, vmap)} AS {v}")
+            text = src if native else _text(src, vmap)
+            if c.is_id:  # ' P1 ' is P1 (documented); look-alikes that remain are reported
+                # trim() with a character set is slow: only ids not starting and ending in visible ASCII
+                text = (
+                    f"CASE WHEN ord({text}) BETWEEN 33 AND 126 AND ord({text}[-1:]) BETWEEN 33 AND 126 "
+                    f"THEN {text} ELSE NULLIF(trim({text}, {lit(ID_WHITESPACE)}), '') END"
+                )
+            texts.append(f"{text} AS {v}")
         elif c.name in m.constants:
             texts.append(f"{_text(lit(m.constants[c.name]), vmap)} AS {v}")
         else:

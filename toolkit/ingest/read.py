@@ -73,11 +73,18 @@ class ReadPhase:
     def _explain(self, sf: rd.SourceFile, idx: int, inc: str) -> None:
         """Print why rows were quarantined: column, expected, count, first line — never values."""
         t = TABLES[sf.table]
-        for col, n, first in self.con.execute(
-            f"SELECT _errcol, count(*), min(_line) FROM {inc} WHERE _file_idx = {idx} AND _reason IS NOT NULL "
-            "GROUP BY _errcol ORDER BY min(_line)"
+        big = lit(rd.OVERSIZE_REASON)
+        for col, huge, n, first in self.con.execute(
+            f"SELECT _errcol, starts_with(_reason, {big}) AS huge, count(*), min(_line) FROM {inc} "
+            f"WHERE _file_idx = {idx} AND _reason IS NOT NULL GROUP BY _errcol, huge ORDER BY min(_line)"
         ).fetchall():
-            if col is None:
+            if huge:
+                what = (
+                    f"record over the size limit (a field over {rd.MAX_FIELD_BYTES} bytes = 1 MiB, or a "
+                    f"record over {rd.MAX_RECORD_BYTES} bytes = 8 MiB); not read"
+                    + (f" (column {col})" if col else "")
+                )
+            elif col is None:
                 what = (
                     "not a JSON object"
                     if sf.fmt == "jsonl"
@@ -93,6 +100,7 @@ class ReadPhase:
         tmap = self.mapping.table(sf.table)
         enc = None
         jl = f"_jl_{idx}"
+        oversize: list[rd.Oversize] = []  # records over the size limits, blanked out of the text
         if sf.fmt == "parquet":
             if self.in_txn:  # an unreadable file must not abort the open transaction
                 cur = self.con.cursor()
@@ -106,6 +114,7 @@ class ReadPhase:
             forced = "utf-8" if sf.path == SHIPPED_DRUG_MASTER else (self.forced or tmap.encoding)
             enc = rd.detect_encoding(sf, forced)
             path = rd.text_path(sf, enc, self.tmpdir, need_plain=sf.fmt == "jsonl")
+            path, n_phys, oversize = self._fit(sf, idx, path)
             if sf.fmt == "csv":
                 header = rd.read_header(path, sf.gz)
                 _check_header(sf, header)
@@ -130,8 +139,15 @@ class ReadPhase:
             n = self._sql(sf, lambda: self._direct_insert(sf.table, sql, idx, inc))
             return _FileRec(sf=sf, idx=idx, encoding=enc, columns_present=res.present, read=n)
         self._sql(sf, lambda: self.con.execute(f"INSERT INTO {inc} {sql}"))
-        if sf.fmt == "csv":
-            self._csv_rejects(sf, idx, inc, path, f"_rej_{idx}")
+        if sf.fmt == "csv" and not self._csv_rejects(sf, idx, inc, path, f"_rej_{idx}", n_phys, True):
+            # the line mapping met a field over the limit that the line scan cannot see (a quoted value
+            # spanning many short lines): blank such records out of a copy and read that instead
+            self.con.execute(f"DELETE FROM {inc} WHERE _file_idx = {idx}")
+            path, oversize = self._blank(sf, idx, path, rd.find_oversize(path, sf.gz, "csv"))
+            rel = rd.csv_relation(path, header, keep_idx, f"_rej_{idx}")
+            sql = parse_select(TABLES[sf.table], res, types, tmap, rel, line, idx, str(sf.path))
+            self._sql(sf, lambda: self.con.execute(f"INSERT INTO {inc} {sql}"))
+            self._csv_rejects(sf, idx, inc, path, f"_rej_{idx}", n_phys, False)
         elif sf.fmt == "jsonl":
             self.con.execute(
                 f"INSERT INTO {inc} (_file_idx, _line, _reason, _raw, _source_file) SELECT {idx}, _line, "
@@ -140,9 +156,73 @@ class ReadPhase:
                 f"{lit(str(sf.path))} FROM {jl} WHERE NOT _ok"
             )
             self.con.execute(f"DROP TABLE IF EXISTS {jl}")
+        if oversize:
+            self._quarantine_oversize(sf, idx, inc, oversize, header if sf.fmt == "csv" else [], res)
         if sf.fmt != "parquet" and path != sf.path:
             path.unlink(missing_ok=True)  # the transcoded copy is not needed any more
         return _FileRec(sf=sf, idx=idx, encoding=enc, columns_present=res.present)
+
+    def _fit(self, sf: rd.SourceFile, idx: int, path: Path) -> tuple[Path, int, list[rd.Oversize]]:
+        """(text path to read, physical lines, records over the size limits) of a CSV/JSONL file.
+
+        One byte pass counts the lines and flags a possibly oversized record; only then is the file
+        streamed again to find those records, which are blanked out in a copy (same line numbers)
+        that DuckDB reads instead. An oversized header refuses the file.
+        """
+        scan = rd.scan_text(path, sf.gz)
+        if not scan.suspicious:
+            return path, scan.lines, []
+        path, oversize = self._blank(sf, idx, path, rd.find_oversize(path, sf.gz, sf.fmt))
+        return path, scan.lines, oversize
+
+    def _blank(
+        self, sf: rd.SourceFile, idx: int, path: Path, oversize: list[rd.Oversize]
+    ) -> tuple[Path, list[rd.Oversize]]:
+        """A copy of ``path`` with the ``oversize`` records blanked out (or ``path`` if there are none)."""
+        if not oversize:
+            return path, oversize
+        if sf.fmt == "csv" and oversize[0].line == 1:
+            raise InputFileError(
+                str(sf.path),
+                f"the header line is longer than the limit ({oversize[0].reason(None)}); expected a "
+                "header naming the columns",
+            )
+        dest = self.tmpdir / f"{idx}_{sf.path.name}.fit"
+        rd.blank_out(path, sf.gz, oversize, dest)
+        if path != sf.path:
+            path.unlink(missing_ok=True)
+        return dest, oversize
+
+    def _quarantine_oversize(
+        self,
+        sf: rd.SourceFile,
+        idx: int,
+        inc: str,
+        oversize: list[rd.Oversize],
+        header: list[str],
+        res: Any,
+    ) -> None:
+        """Quarantine the records over the size limits by line (their first bytes kept as the raw row)."""
+        contract_of = {src: c for c, src in res.src_for.items()}
+        key = "_csv_line" if sf.fmt == "csv" else "_json_line"
+        rows = []
+        for o in oversize:
+            src = header[o.column] if o.column < len(header) and o.size > rd.MAX_FIELD_BYTES else None
+            rows.append(
+                [
+                    idx,
+                    o.line,
+                    o.reason(src),
+                    contract_of.get(src) if src else None,
+                    json.dumps({key: o.prefix.decode("utf-8", "replace") + "…"}, ensure_ascii=False),
+                    str(sf.path),
+                ]
+            )
+        self.con.executemany(
+            f"INSERT INTO {inc} (_file_idx, _line, _reason, _errcol, _raw, _source_file) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
 
     def _sql(self, sf: rd.SourceFile, fn: Callable[[], Any]) -> Any:
         try:
@@ -153,18 +233,43 @@ class ReadPhase:
             msg = str(exc).splitlines()[0][:240]
             raise InputFileError(str(sf.path), f"cannot be read as {sf.fmt.upper()} ({msg})") from None
 
-    def _csv_rejects(self, sf: rd.SourceFile, idx: int, inc: str, path: Path, rej: str) -> None:
-        """Quarantine malformed CSV lines and set physical line numbers of the good rows."""
+    def _csv_rejects(
+        self,
+        sf: rd.SourceFile,
+        idx: int,
+        inc: str,
+        path: Path,
+        rej: str,
+        n_phys: int,
+        may_retry: bool,
+    ) -> bool:
+        """Quarantine malformed CSV lines and set physical line numbers of the good rows.
+
+        ``n_phys``: physical lines of the file. Returns False (having changed nothing) if ``may_retry``
+        and the line mapping met a field over the size limit: the caller blanks and reads again.
+        """
         rejects = self.con.execute(
-            f"SELECT line, string_agg(DISTINCT error_type, ', '), min(error_message), min(csv_line) "
-            f"FROM {rej} GROUP BY line ORDER BY line"
+            f"SELECT line, string_agg(DISTINCT error_type, ', '), min(error_message), min(csv_line), "
+            f"min(byte_position) FROM {rej} GROUP BY line ORDER BY line"
         ).fetchall()
+        same_bytes = path == sf.path and not sf.gz  # byte offsets are the file's own
+        rejects = [
+            (line, etype, msg + rd.bad_utf8_at(path, pos), raw)
+            if same_bytes and pos is not None and "ENCODING" in etype.upper()
+            else (line, etype, msg, raw)
+            for line, etype, msg, raw, pos in rejects
+        ]
         self.con.execute(f"DROP TABLE IF EXISTS {rej}")
         self.con.execute(f"DROP TABLE IF EXISTS {rej}_scan")
         n_good = self.con.execute(f"SELECT count(*) FROM {inc} WHERE _file_idx = {idx}").fetchall()[0][0]
-        n_phys = rd.count_lines(path, sf.gz)
         if n_phys != 1 + n_good + len(rejects):
-            starts = [s for s in rd.record_start_lines(path, sf.gz) if s not in {r[0] for r in rejects}]
+            rejected = {r[0] for r in rejects}
+            try:
+                starts = [s for s in rd.record_start_lines(path, sf.gz) if s not in rejected]
+            except rd.FieldTooLarge:
+                if may_retry:
+                    return False
+                starts = []
             if len(starts) != n_good:
                 self.summary.warnings.append(f"{sf.display}: line numbers may be approximate")
             starts = (starts + [None] * n_good)[:n_good]
@@ -195,6 +300,7 @@ class ReadPhase:
                     for line, etype, msg, raw in rejects
                 ],
             )
+        return True
 
 
 def _json_str(text: str | None) -> str:
