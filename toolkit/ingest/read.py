@@ -131,12 +131,16 @@ class ReadPhase:
             return _FileRec(sf=sf, idx=idx, encoding=enc, columns_present=res.present, read=n)
         self._sql(sf, lambda: self.con.execute(f"INSERT INTO {inc} {sql}"))
         if sf.fmt == "csv":
-            self._csv_rejects(sf, idx, inc, path, f"_rej_{idx}")
+            self._csv_rejects(sf, idx, inc, path, f"_rej_{idx}", keep_raw=res.only_contract_columns)
         elif sf.fmt == "jsonl":
+            raw = (  # a broken line of a file with keys outside the contract is not kept
+                "CAST(json_object('_json_line', left(_txt, 10000)) AS VARCHAR)"
+                if res.only_contract_columns
+                else lit(_RAW_OMITTED)
+            )
             self.con.execute(
                 f"INSERT INTO {inc} (_file_idx, _line, _reason, _raw, _source_file) SELECT {idx}, _line, "
-                "'line is not a JSON object (broken or truncated JSON)', "
-                "CAST(json_object('_json_line', left(_txt, 10000)) AS VARCHAR), "
+                f"'line is not a JSON object (broken or truncated JSON)', {raw}, "
                 f"{lit(str(sf.path))} FROM {jl} WHERE NOT _ok"
             )
             self.con.execute(f"DROP TABLE IF EXISTS {jl}")
@@ -153,8 +157,14 @@ class ReadPhase:
             msg = str(exc).splitlines()[0][:240]
             raise InputFileError(str(sf.path), f"cannot be read as {sf.fmt.upper()} ({msg})") from None
 
-    def _csv_rejects(self, sf: rd.SourceFile, idx: int, inc: str, path: Path, rej: str) -> None:
-        """Quarantine malformed CSV lines and set physical line numbers of the good rows."""
+    def _csv_rejects(
+        self, sf: rd.SourceFile, idx: int, inc: str, path: Path, rej: str, *, keep_raw: bool = True
+    ) -> None:
+        """Quarantine malformed CSV lines and set physical line numbers of the good rows.
+
+        ``keep_raw`` False (the header has a column outside the contract, e.g. one the mapping
+        drops): the raw line text is not stored, since it holds that column's value too.
+        """
         rejects = self.con.execute(
             f"SELECT line, string_agg(DISTINCT error_type, ', '), min(error_message), min(csv_line) "
             f"FROM {rej} GROUP BY line ORDER BY line"
@@ -191,10 +201,22 @@ class ReadPhase:
             self.con.executemany(
                 f"INSERT INTO {inc} (_file_idx, _line, _reason, _raw, _source_file) VALUES (?, ?, ?, ?, ?)",
                 [
-                    [idx, line, f"malformed CSV line ({etype.lower()}): {msg}", _json_str(raw), str(sf.path)]
+                    [
+                        idx,
+                        line,
+                        f"malformed CSV line ({etype.lower()}): {msg}",
+                        _json_str(raw) if keep_raw else _RAW_OMITTED,
+                        str(sf.path),
+                    ]
                     for line, etype, msg, raw in rejects
                 ],
             )
+
+
+#: ``raw_row`` of a malformed line of a file with columns outside the contract (the line is not kept).
+_RAW_OMITTED = json.dumps(
+    {"_omitted": "raw line not stored: the file has columns outside the contract (dropped or ignored)"}
+)
 
 
 def _json_str(text: str | None) -> str:
