@@ -117,6 +117,8 @@ def loads(text: str, where: str = "<yaml>") -> Any:
         raise YamlFileError(f"{where}: {exc}") from None
     except yaml.YAMLError as exc:
         detail = " ".join(str(exc).split())[:300]
+        if "maximum nesting depth" in detail:  # libyaml's own limit, hit while scanning ahead
+            raise YamlFileError(f"{where}: nested more than {MAX_YAML_DEPTH} levels deep") from None
         raise YamlFileError(f"{where}: not valid YAML ({detail})") from None
     except RecursionError:
         raise YamlFileError(f"{where}: nested too deeply") from None
