@@ -364,6 +364,17 @@ def test_not_a_database_is_exit_2_and_untouched(kind: str, tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == [db.name]  # no WAL, no report
 
 
+def test_fifo_or_folder_as_db_is_exit_2_without_hanging(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.duckdb"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder.duckdb"
+    folder.mkdir()
+    for db in (fifo, folder):
+        for argv in (["audit", "--db", str(db), "--quiet"], ["ingest", "--db", str(db), str(SAMPLE)]):
+            r = cli(*argv, timeout=60)
+            one_error_line(r, str(db), "not a regular file")
+
+
 def test_schema_version_text_is_exit_2_and_untouched(tmp_path: Path) -> None:
     db = tmp_path / "x.duckdb"
     con = store.connect(db)

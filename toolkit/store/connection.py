@@ -138,6 +138,10 @@ def connect(
     except ValueError:
         env_wait = 0.0
     wait_seconds = max(wait_seconds, env_wait)
+    if path.exists() and not path.is_file():  # a FIFO would hang DuckDB, a device fill memory
+        raise DatabaseAccessError(
+            f"{path}: not a regular file (a folder, FIFO or device); give the DuckDB file ocaudit writes"
+        )
     if read_only and not path.is_file():
         raise DatabaseAccessError(f"{path}: no such database file")
     if not read_only and not path.exists():
