@@ -166,7 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from toolkit.store import DatabaseBusyError, SchemaVersionError, describe_storage_error
 
         if isinstance(exc, (DatabaseBusyError, SchemaVersionError)):
-            print(f"ocaudit: error: {exc}", file=sys.stderr)
+            db = getattr(args, "db", None)
+            text = str(exc)
+            if db is not None and not text.startswith(str(db)):
+                text = f"{db}: {text}"  # name the file the message is about
+            print(f"ocaudit: error: {text}", file=sys.stderr)
             return 2
         msg = describe_storage_error(exc, getattr(args, "db", None))
         if msg:  # disk full, read-only file system, permission denied: the path and what to do

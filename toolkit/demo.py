@@ -13,6 +13,7 @@ from pathlib import Path
 
 from toolkit.errors import UserError
 from toolkit.resources import sample_dir
+from toolkit.store.files import make_dirs
 
 
 def _run(argv: list[str]) -> int:
@@ -97,7 +98,7 @@ def cli_demo(args) -> int:  # type: ignore[no-untyped-def]
     if not sample.is_dir():
         raise UserError(f"{sample}: sample data folder not found")
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out, fix_existing=True)
     for argv in demo_commands(sample, out):
         code = _run(argv)
         if code == 2:

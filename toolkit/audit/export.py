@@ -12,7 +12,7 @@ VIOLATION_CSV_COLUMNS = ("run_id", "rule_id", "section", "level", "entity", "ent
 
 def export_violations(db_path: str | os.PathLike[str], run_id: str, out: str | os.PathLike[str]) -> int:
     """Write the violations CSV of a run (exactly :data:`VIOLATION_CSV_COLUMNS`); returns rows written."""
-    from toolkit.store.files import neutralise
+    from toolkit.store.files import neutralise, open_owner_only
 
     con = store.connect(db_path, read_only=True, wait_seconds=30)
     try:
@@ -24,13 +24,9 @@ def export_violations(db_path: str | os.PathLike[str], run_id: str, out: str | o
         ).fetchall()
     finally:
         con.close()
-    old = os.umask(0o077)
-    try:
-        with open(out, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
-            w.writerow(VIOLATION_CSV_COLUMNS)
-            for row in rows:
-                w.writerow([neutralise(v) for v in row])  # no BOM: plain UTF-8 CSV
-    finally:
-        os.umask(old)
+    with open_owner_only(out, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(VIOLATION_CSV_COLUMNS)
+        for row in rows:
+            w.writerow([neutralise(v) for v in row])  # no BOM: plain UTF-8 CSV
     return len(rows)

@@ -47,6 +47,7 @@ from toolkit.errors import UserError
 from toolkit.rules import attestation, gx_fix, suites
 from toolkit.rules import sql as rule_sql
 from toolkit.rules.catalogue import Catalogue, Rule, load
+from toolkit.store.files import write_text
 
 __all__ = ["AuditRun", "RuleResult", "cli_audit", "export_violations", "print_summary", "run_audit"]
 
@@ -247,12 +248,6 @@ def cli_audit(args) -> int:  # type: ignore[no-untyped-def]
         n = export_violations(args.db, run.run_id, args.violations)
         print(f"violations CSV: {args.violations} ({n} rows)")
     if args.json:
-        old = os.umask(0o077)
-        try:
-            Path(args.json).write_text(
-                json.dumps(run.summary(), ensure_ascii=False, indent=2), encoding="utf-8"
-            )
-        finally:
-            os.umask(old)
+        write_text(args.json, json.dumps(run.summary(), ensure_ascii=False, indent=2))
         print(f"summary JSON: {args.json}")
     return 0

@@ -26,11 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from toolkit.contract import TABLES
 from toolkit.errors import UserError
 from toolkit.ingest.readers import normalise_encoding
+from toolkit.safe_yaml import YamlFileError, load_file
 
 TOP_KEYS = ("vendor", "encoding", "tables")
 TABLE_KEYS = (
@@ -213,10 +212,8 @@ def load_mapping(path: str | Path | None) -> Mapping:
     if path is None:
         return Mapping()
     p = Path(path)
-    if not p.is_file():
-        raise MappingError(f"{p}: mapping file not found")
     try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8-sig"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise MappingError(f"{p}: not valid YAML in UTF-8 ({exc})") from None
+        doc = load_file(p, "mapping file")
+    except YamlFileError as exc:
+        raise MappingError(str(exc)) from None
     return parse_mapping(doc, str(p))

@@ -9,6 +9,7 @@ the contract, gives the reason, first failing column and the raw row as JSON.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 from toolkit.contract import (
@@ -53,16 +54,38 @@ class Resolution:
     keep: list[str] = field(default_factory=list)  # file columns kept (not dropped)
     present: list[str] = field(default_factory=list)  # contract columns the file has
     warnings: list[str] = field(default_factory=list)
+    n_columns: int = 0  # columns in the file's header
+
+    @property
+    def only_contract_columns(self) -> bool:
+        """True when every column of the file is a contract column (none dropped or ignored), so a
+        raw line of the file holds contract values only and may be kept in quarantine."""
+        return len(self.src_for) == len(self.keep) == self.n_columns
+
+
+def normalise_header(name: str) -> str:
+    """A header name as compared for identifiers: NFKC (full-width → ASCII, ｶﾅ → カナ), invisible
+    characters removed (zero-width spaces and joiners, BOM, soft hyphen, direction marks, controls),
+    whitespace runs as one space, trimmed. Case is kept (camelCase marks word boundaries)."""
+    text = unicodedata.normalize("NFKC", name)
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cf", "Cc", "Co", "Cn", "Mn"))
+    return " ".join(text.split())
 
 
 def _tokens(name: str) -> list[str]:
     spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
-    return [t for t in re.split(r"[^0-9a-zA-Z]+", spaced.lower()) if t]
+    return [t for t in re.split(r"[^0-9a-z]+", spaced.casefold()) if t]
 
 
 def looks_like_identifier(name: str) -> bool:
-    """True if a column name looks like a direct identifier (name, address, phone, insurance …)."""
-    toks = _tokens(name)
+    """True if a column name looks like a direct identifier (name, address, phone, insurance …).
+
+    The name is normalised first (:func:`normalise_header`), so ``ｎａｍｅ``, ``氏\u200b名`` and
+    ``ﾌﾘｶﾞﾅ`` are caught like ``name``, ``氏名`` and ``フリガナ``.
+    """
+    norm = normalise_header(name)
+    toks = _tokens(norm)
+    folded = norm.casefold()
     for pat in DIRECT_IDENTIFIER_PATTERNS:
         if pat.isascii():
             ptoks = pat.split("_")
@@ -70,9 +93,11 @@ def looks_like_identifier(name: str) -> bool:
             if any(toks[i : i + n] == ptoks for i in range(len(toks) - n + 1)):
                 return True
             joined = pat.replace("_", "")
-            if len(toks) == 1 and len(joined) >= 5 and joined in toks[0]:
-                return True  # e.g. "patientname", "phonenumber" written as one word
-        elif pat in name:
+            if len(joined) >= 5 and any(joined in t for t in toks):
+                return True  # e.g. "patientname", "phonenumber", "patient_lastname"
+            if len(joined) >= 5 and joined in "".join(toks):
+                return True  # e.g. "last_name" spelt "last-name", "my.number"
+        elif pat in folded:
             return True
     return False
 
@@ -86,7 +111,11 @@ def check_columns(sf: SourceFile, columns: list[str], m: TableMapping) -> Resolu
     """Resolve file columns to contract columns; InputFileError for a file that must be refused."""
     t = TABLES[sf.table]
     drop = set(m.drop)
-    res = Resolution(keep=[c for c in columns if c not in drop])
+    drop_norm = {normalise_header(d).casefold() for d in m.drop}
+    res = Resolution(
+        n_columns=len(columns),
+        keep=[c for c in columns if c not in drop and normalise_header(c).casefold() not in drop_norm],
+    )
     lower = {n.lower(): n for n in t.column_names}
     extras = []
     for c in res.keep:
@@ -301,7 +330,10 @@ def parse_select(
         + ", NULL)"
     )
     reason = ", ".join(f"CASE WHEN __e{k} THEN {text} END" for k, text in enumerate(reasons))
-    rawobj = ", ".join(f"{lit(c)}, __r{i}" for i, c in enumerate(res.keep))
+    # a quarantined row keeps its contract columns only: a column outside the contract (ignored
+    # with a warning) may hold anything, so its values are never stored, quarantine included
+    contract_src = set(res.src_for.values())
+    rawobj = ", ".join(f"{lit(c)}, __r{i}" for i, c in enumerate(res.keep) if c in contract_src)
     rawjson = f"CAST(json_object({rawobj}) AS VARCHAR)" if rawobj else "'{}'"
     return f"""
 SELECT {file_idx} AS _file_idx, _line, {out_cols}, CAST(hash({h}) AS VARCHAR) AS _row_hash,

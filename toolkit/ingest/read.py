@@ -139,7 +139,7 @@ class ReadPhase:
             n = self._sql(sf, lambda: self._direct_insert(sf.table, sql, idx, inc))
             return _FileRec(sf=sf, idx=idx, encoding=enc, columns_present=res.present, read=n)
         self._sql(sf, lambda: self.con.execute(f"INSERT INTO {inc} {sql}"))
-        if sf.fmt == "csv" and not self._csv_rejects(sf, idx, inc, path, f"_rej_{idx}", n_phys, True):
+        if sf.fmt == "csv" and not self._csv_rejects(sf, idx, inc, path, f"_rej_{idx}", n_phys, True, keep_raw=res.only_contract_columns):
             # the line mapping met a field over the limit that the line scan cannot see (a quoted value
             # spanning many short lines): blank such records out of a copy and read that instead
             self.con.execute(f"DELETE FROM {inc} WHERE _file_idx = {idx}")
@@ -147,12 +147,16 @@ class ReadPhase:
             rel = rd.csv_relation(path, header, keep_idx, f"_rej_{idx}")
             sql = parse_select(TABLES[sf.table], res, types, tmap, rel, line, idx, str(sf.path))
             self._sql(sf, lambda: self.con.execute(f"INSERT INTO {inc} {sql}"))
-            self._csv_rejects(sf, idx, inc, path, f"_rej_{idx}", n_phys, False)
+            self._csv_rejects(sf, idx, inc, path, f"_rej_{idx}", n_phys, False, keep_raw=res.only_contract_columns)
         elif sf.fmt == "jsonl":
+            raw = (  # a broken line of a file with keys outside the contract is not kept
+                "CAST(json_object('_json_line', left(_txt, 10000)) AS VARCHAR)"
+                if res.only_contract_columns
+                else lit(_RAW_OMITTED)
+            )
             self.con.execute(
                 f"INSERT INTO {inc} (_file_idx, _line, _reason, _raw, _source_file) SELECT {idx}, _line, "
-                "'line is not a JSON object (broken or truncated JSON)', "
-                "CAST(json_object('_json_line', left(_txt, 10000)) AS VARCHAR), "
+                f"'line is not a JSON object (broken or truncated JSON)', {raw}, "
                 f"{lit(str(sf.path))} FROM {jl} WHERE NOT _ok"
             )
             self.con.execute(f"DROP TABLE IF EXISTS {jl}")
@@ -242,11 +246,15 @@ class ReadPhase:
         rej: str,
         n_phys: int,
         may_retry: bool,
+        *,
+        keep_raw: bool = True,
     ) -> bool:
         """Quarantine malformed CSV lines and set physical line numbers of the good rows.
 
         ``n_phys``: physical lines of the file. Returns False (having changed nothing) if ``may_retry``
         and the line mapping met a field over the size limit: the caller blanks and reads again.
+        ``keep_raw`` False (the header has a column outside the contract, e.g. one the mapping
+        drops): the raw line text is not stored, since it holds that column's value too.
         """
         rejects = self.con.execute(
             f"SELECT line, string_agg(DISTINCT error_type, ', '), min(error_message), min(csv_line), "
@@ -296,11 +304,23 @@ class ReadPhase:
             self.con.executemany(
                 f"INSERT INTO {inc} (_file_idx, _line, _reason, _raw, _source_file) VALUES (?, ?, ?, ?, ?)",
                 [
-                    [idx, line, f"malformed CSV line ({etype.lower()}): {msg}", _json_str(raw), str(sf.path)]
+                    [
+                        idx,
+                        line,
+                        f"malformed CSV line ({etype.lower()}): {msg}",
+                        _json_str(raw) if keep_raw else _RAW_OMITTED,
+                        str(sf.path),
+                    ]
                     for line, etype, msg, raw in rejects
                 ],
             )
         return True
+
+
+#: ``raw_row`` of a malformed line of a file with columns outside the contract (the line is not kept).
+_RAW_OMITTED = json.dumps(
+    {"_omitted": "raw line not stored: the file has columns outside the contract (dropped or ignored)"}
+)
 
 
 def _json_str(text: str | None) -> str:

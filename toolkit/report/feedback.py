@@ -21,7 +21,8 @@ from toolkit import __version__
 from toolkit.audit import verdict as verdict_mod
 from toolkit.errors import UserError
 from toolkit.report import data as rd
-from toolkit.report.html import _records, jinja_env, open_store, write_owner_only
+from toolkit.report.html import _records, jinja_env, open_store
+from toolkit.store.files import make_dirs, write_text
 
 
 @dataclass
@@ -167,13 +168,14 @@ def write_feedback(
             path = Path(out)
             if path.is_dir():
                 path = path / sheet_filename(doctor)
-            write_owner_only(
+            write_text(
                 path, render_sheet(con, run_id, doctor, row["institution_id"].iloc[0], choice=choice)
             )
             return FeedbackResult(run_id, [path], choice)
         folder = Path(out)
         if folder.exists() and not folder.is_dir():
             raise UserError(f"--out {out}: without --doctor, --out must be a folder (one sheet per doctor)")
+        make_dirs(folder, fix_existing=True)
         paths, entries, cache = [], [], {}
         # one sorted in-memory copy of the run's violations: per-doctor reads then skip most of it
         con.execute(
@@ -183,7 +185,7 @@ def write_feedback(
         )
         for d in docs.itertuples():
             p = folder / sheet_filename(d.doctor_id)
-            write_owner_only(
+            write_text(
                 p, render_sheet(con, run_id, d.doctor_id, d.institution_id, cache, "fb_violations", choice)
             )
             paths.append(p)
@@ -207,7 +209,7 @@ def write_feedback(
                 generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             )
         )
-        write_owner_only(folder / "index.html", index)
+        write_text(folder / "index.html", index)
         return FeedbackResult(run_id, [*paths, folder / "index.html"], choice)
     finally:
         con.close()

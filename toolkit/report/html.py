@@ -37,6 +37,7 @@ from toolkit.report.data import (  # noqa: F401  (re-exported for notebooks)
     rule_frame,
     violations_frame,
 )
+from toolkit.store.files import write_text
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -108,19 +109,6 @@ def open_store(db_path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
         con.close()
         raise UserError(f"{db_path}: no audit runs yet (no run store); run `ocaudit audit --db {db_path}`")
     return con
-
-
-def write_owner_only(path: Path, content: str) -> None:
-    """Write ``content`` to ``path`` as UTF-8 with mode 0600 (parents created 0700)."""
-    old = os.umask(0o077)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
-        os.chmod(path, 0o600)
-    finally:
-        os.umask(old)
 
 
 def _records(df: pd.DataFrame) -> list[dict]:
@@ -389,7 +377,7 @@ def write_report(
     }
     html = jinja_env().get_template("report.html.j2").render(**ctx)
     path = Path(out)
-    write_owner_only(path, html)
+    write_text(path, html)
     return ReportResult(
         path=path,
         run_id=ctx["run_id"],

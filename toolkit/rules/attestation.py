@@ -18,10 +18,9 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from toolkit.errors import UserError
 from toolkit.rules.catalogue import Catalogue
+from toolkit.safe_yaml import load_file
 
 TOP_KEYS = ("institution_id", "attested_by", "attested_on", "items", "notes")
 
@@ -55,22 +54,36 @@ def template(catalogue: Catalogue) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _text(value: object) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
 def load(path: str | Path | None, catalogue: Catalogue) -> list[Attestation]:
     """Read a checklist (None → every item not answered)."""
     data: dict = {}
     if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise UserError(f"{path}: cannot read the attestation checklist ({exc})") from exc
+        data = load_file(path, "attestation checklist") or {}
         if not isinstance(data, dict):
             raise UserError(f"{path}: the attestation checklist must be a mapping with an 'items' key")
         unknown = sorted(set(data) - set(TOP_KEYS))
         if unknown:
             raise UserError(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(TOP_KEYS)}")
     items = data.get("items") or {}
+    notes = data.get("notes") or {}
+    for key, value in (("items", items), ("notes", notes)):
+        if not isinstance(value, dict):
+            raise UserError(
+                f"{path}: '{key}:' must be a mapping of item id to "
+                f"{'true/false' if key == 'items' else 'a note'}, not a {type(value).__name__}"
+            )
+    for key in ("institution_id", "attested_by"):
+        if isinstance(data.get(key), (dict, list)):
+            raise UserError(f"{path}: '{key}:' must be a single value, not a {type(data[key]).__name__}")
+    for iid, note in notes.items():
+        if note is not None and isinstance(note, (dict, list)):
+            raise UserError(f"{path}: note of {iid} must be text, not a {type(note).__name__}")
     valid = {it.id for it in catalogue.attestation_items}
-    bad = sorted(set(items) - valid)
+    bad = sorted(set(map(str, items)) - valid)
     if bad:
         raise UserError(f"{path}: unknown item(s) {', '.join(bad)}; valid items: {', '.join(sorted(valid))}")
     on = data.get("attested_on")
@@ -81,7 +94,9 @@ def load(path: str | Path | None, catalogue: Catalogue) -> list[Attestation]:
             raise UserError(f"{path}: attested_on {on!r} is not a date (YYYY-MM-DD)") from exc
     elif not isinstance(on, dt.date):
         on = None
-    notes = data.get("notes") or {}
+    bad_notes = sorted(set(map(str, notes)) - valid)
+    if bad_notes:
+        raise UserError(f"{path}: notes for unknown item(s) {', '.join(bad_notes)}")
     out = []
     for it in catalogue.attestation_items:
         val = items.get(it.id)
@@ -94,9 +109,9 @@ def load(path: str | Path | None, catalogue: Catalogue) -> list[Attestation]:
                 it.title_en,
                 it.title_ja,
                 val,
-                data.get("attested_by") or None,
+                _text(data.get("attested_by")),
                 on,
-                notes.get(it.id),
+                _text(notes.get(it.id)),
             )
         )
     return out

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
-
 from toolkit.contract import TABLES
+from toolkit.safe_yaml import load_file
 
 CATALOGUE_PATH = Path(__file__).parent / "rules.yaml"
 
@@ -171,5 +170,4 @@ def parse(data: dict) -> Catalogue:
 def load(path: str | None = None) -> Catalogue:
     """Load and validate the catalogue (the shipped one by default)."""
     p = Path(path) if path else CATALOGUE_PATH
-    with open(p, encoding="utf-8") as fh:
-        return parse(yaml.safe_load(fh))
+    return parse(load_file(p, "rule catalogue"))

@@ -7,15 +7,18 @@ full disk, not a database) are turned into one sentence by :func:`describe_stora
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
+import stat
 import time
 from pathlib import Path
 
 import duckdb
 
 from toolkit.errors import UserError
+from toolkit.store.files import make_dirs
 from toolkit.store.schema import check_version
 
 
@@ -45,6 +48,20 @@ _ACCESS_HINTS = (
     (
         ("permission denied", "eacces", "operation not permitted"),
         "permission denied. Check the owner and mode of the file and its folder",
+    ),
+    (
+        (
+            "not a valid duckdb database",
+            "could not read enough bytes",
+            "database file is corrupt",
+            "checksum",
+            "the file is not a valid",
+            "database is not a valid",
+            "unsupported duckdb storage",
+            "incompatible version",
+        ),
+        "not a DuckDB database, or a damaged or truncated one (the file was not changed). Give the "
+        "--db file ocaudit wrote, restore it from a backup, or ingest into a new file",
     ),
 )
 
@@ -132,11 +149,15 @@ def connect(
     path = Path(db_path)
     _owner_only_umask()
     wait_seconds = busy_wait(wait_seconds)
+    if path.exists() and not path.is_file():  # a FIFO would hang DuckDB, a device fill memory
+        raise DatabaseAccessError(
+            f"{path}: not a regular file (a folder, FIFO or device); give the DuckDB file ocaudit writes"
+        )
     if read_only and not path.is_file():
         raise DatabaseAccessError(f"{path}: no such database file")
     if not read_only and not path.exists():
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            make_dirs(path.parent)
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
             os.close(fd)
             path.unlink()  # DuckDB refuses an empty non-database file; the umask keeps 0600
@@ -150,14 +171,17 @@ def connect(
         try:
             con = duckdb.connect(str(path), read_only=read_only, config=config or {})
             break
-        except duckdb.IOException as exc:
+        except duckdb.Error as exc:
             if not _is_lock_error(exc):
                 msg = describe_storage_error(exc, path)
                 if msg:
                     raise DatabaseAccessError(
                         msg if msg.startswith(f"{path}") else f"{path}: cannot open the database — {msg}"
                     ) from None
-                raise
+                first = (str(exc).splitlines() or [""])[0][:200]
+                raise DatabaseAccessError(
+                    f"{path}: cannot be opened as a DuckDB database ({first}); the file was not changed"
+                ) from None
             if time.monotonic() >= deadline:
                 who = (
                     "an ingest or audit is writing it"
@@ -169,6 +193,10 @@ def connect(
                     f"Retry when it has finished (or set {BUSY_WAIT_ENV}=SECONDS to wait)."
                 ) from exc
             time.sleep(min(0.5, max(0.05, deadline - time.monotonic())))
+    if not read_only:  # a database opened to write is narrowed to 0600 (only once DuckDB accepted it)
+        with contextlib.suppress(OSError):
+            if stat.S_IMODE(path.stat().st_mode) != 0o600:
+                os.chmod(path, 0o600)
     try:
         _apply_memory_limit(con, writer=not read_only)
         if read_only:

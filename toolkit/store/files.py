@@ -1,4 +1,10 @@
-"""Neutralise spreadsheet formula injection in exported CSV and Excel files.
+"""Every file the toolkit writes: owner-only (0600 files, 0700 folders), formula-safe CSV and Excel.
+
+:func:`open_owner_only` is the one way the toolkit opens an output file: ``O_CREAT | O_TRUNC`` with
+mode 0600, then ``fchmod`` to 0600, so the file is owner-only whatever the umask and even when it
+existed before with a wider mode. :func:`make_dirs` creates missing folders 0700 (``chmod`` after
+``mkdir``, so the umask cannot widen them). Outputs hold ids and counts that are personal data in
+aggregate; nobody else on a shared analysis machine should read them.
 
 A text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is read by
 Excel/LibreOffice as a formula (CSV injection, e.g. ``=cmd|' /C calc'!A0``). Such text gets a
@@ -8,16 +14,93 @@ number is not text), so counts stay summable.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
-from collections.abc import Iterable, Sequence
+import stat
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
-import pandas as pd
-from openpyxl.styles import Font
+if TYPE_CHECKING:  # pandas and openpyxl are imported when a frame is written, not by every connect
+    import pandas as pd
 
 DANGEROUS_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def make_dirs(path: str | os.PathLike[str], *, fix_existing: bool = False) -> Path:
+    """Create folder ``path`` and any missing parents, each mode 0700 whatever the umask.
+
+    Folders that already exist keep their mode (a user's own folder is not changed), except that
+    ``fix_existing`` sets ``path`` itself to 0700: for folders the toolkit owns (an output folder
+    it fills, the survey's ``local/``).
+    """
+    p = Path(path)
+    missing = []
+    q = p
+    while not q.exists():
+        missing.append(q)
+        if q.parent == q:
+            break
+        q = q.parent
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another process made it meanwhile
+            d.mkdir(mode=DIR_MODE)
+        os.chmod(d, DIR_MODE)
+    if fix_existing and not missing and p.is_dir() and not p.is_symlink():
+        with contextlib.suppress(PermissionError):  # not ours: leave it
+            os.chmod(p, DIR_MODE)
+    return p
+
+
+@contextlib.contextmanager
+def open_owner_only(
+    path: str | os.PathLike[str],
+    mode: str = "w",
+    *,
+    encoding: str | None = "utf-8",
+    newline: str | None = None,
+) -> Iterator[IO[Any]]:
+    """Open ``path`` for writing (truncated), owner-only (0600) whatever the umask or the old mode.
+
+    ``mode`` is ``"w"`` (text, ``encoding``/``newline`` apply) or ``"wb"``. Missing parent folders are
+    created 0700. The file is opened with ``O_CREAT | O_TRUNC`` and mode 0600, then ``fchmod``-ed
+    to 0600 so a file that existed with a wider mode is narrowed before anything is written.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode {mode!r}: expected 'w' or 'wb'")
+    p = Path(path)
+    make_dirs(p.parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(p, flags, FILE_MODE)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # not /dev/null or a FIFO the user chose
+            os.fchmod(fd, FILE_MODE)
+        if mode == "wb":
+            fh: IO[Any] = os.fdopen(fd, "wb")
+        else:
+            fh = os.fdopen(fd, "w", encoding=encoding, newline=newline)
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
+        yield fh
+
+
+def write_text(path: str | os.PathLike[str], text: str, *, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` owner-only (see :func:`open_owner_only`); the path."""
+    with open_owner_only(path, "w", encoding=encoding, newline="") as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` owner-only (see :func:`open_owner_only`); the path."""
+    with open_owner_only(path, "wb") as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def neutralise(value: Any) -> Any:
@@ -29,6 +112,8 @@ def neutralise(value: Any) -> Any:
 
 def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``df`` with every text cell and column label neutralised."""
+    import pandas as pd
+
     out = df.copy()
     out.columns = [neutralise(str(c)) if isinstance(c, str) else c for c in out.columns]
     for col in out.columns:
@@ -40,18 +125,15 @@ def neutralise_frame(df: pd.DataFrame) -> pd.DataFrame:
 def write_csv(df: pd.DataFrame, path: str | os.PathLike[str], *, bom: bool = True) -> Path:
     """Write ``df`` as CSV (UTF-8 with BOM by default, so Excel reads Japanese), neutralised."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    neutralise_frame(df).to_csv(
-        path, index=False, encoding="utf-8-sig" if bom else "utf-8", lineterminator="\n"
-    )
+    with open_owner_only(path, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as fh:
+        neutralise_frame(df).to_csv(fh, index=False, lineterminator="\n")
     return path
 
 
 def write_rows_csv(rows: Iterable[Sequence[Any]], path: str | os.PathLike[str], *, bom: bool = True) -> Path:
     """Write plain rows (first row = header) as CSV, every cell neutralised."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as fh:
+    with open_owner_only(path, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         for row in rows:
             w.writerow([neutralise(v) for v in row])
@@ -67,10 +149,12 @@ def write_excel(
 
     ``notes``: lines written above the table on that sheet (e.g. what the denominator is).
     """
+    import pandas as pd
+    from openpyxl.styles import Font
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     notes = notes or {}
-    with pd.ExcelWriter(path, engine="openpyxl") as xw:
+    with open_owner_only(path, "wb") as fh, pd.ExcelWriter(fh, engine="openpyxl") as xw:
         for name, df in sheets.items():
             sheet = name[:31]
             lines = [neutralise(n) for n in notes.get(name, ())]

@@ -178,7 +178,14 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int | None:
     if _has_table(con, "schema_meta"):
         row = con.execute("SELECT value FROM schema_meta WHERE key = 'schema_version'").fetchone()
         if row is not None:
-            return int(row[0])
+            try:
+                return int(row[0])
+            except (TypeError, ValueError):
+                raise SchemaVersionError(
+                    f"schema_meta.schema_version is {str(row[0])[:40]!r}, not a number: the file is "
+                    "damaged or was not written by ocaudit (it was not changed). Give the --db file "
+                    "ocaudit wrote, restore it from a backup, or ingest into a new file."
+                ) from None
     known = ("ingest_runs", "ingest_files", "quarantine", "audit_runs", "rule_results", *TABLE_ORDER)
     return 0 if any(_has_table(con, t) for t in known) else None
 

@@ -25,7 +25,7 @@ import pandas as pd
 from toolkit import __version__, store
 from toolkit.errors import UserError
 from toolkit.periods import months_of
-from toolkit.store.files import write_csv, write_excel, write_rows_csv
+from toolkit.store.files import make_dirs, write_csv, write_excel, write_rows_csv, write_text
 from toolkit.survey.counts import compute_counts, ec_case_rows
 from toolkit.survey.package import PackageRejected, add_values, verify_all, write_package
 from toolkit.survey.suppression import count_text, rate_text, suppress
@@ -162,9 +162,7 @@ def _write_tables(
 
 def _readme(out: Path, notes: dict[str, list[str]], header: list[str]) -> Path:
     text = "\n".join(header) + "\n\n" + "\n\n".join("\n".join(v) for v in notes.values()) + "\n"
-    path = out / "README.txt"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return write_text(out / "README.txt", text)
 
 
 def _need_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -306,8 +304,7 @@ def run_survey_ec(
         ]
     )
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dirs(out_dir, fix_existing=True)
     files = _write_tables(
         out,
         published,
@@ -328,9 +325,8 @@ def run_survey_ec(
         )
     )
     loc = out / LOCAL_DIR
-    loc.mkdir(exist_ok=True)
-    os.chmod(loc, 0o700)
-    (loc / "README_NOT_FOR_RELEASE.txt").write_text(README_LOCAL, encoding="utf-8")
+    make_dirs(loc, fix_existing=True)
+    write_text(loc / "README_NOT_FOR_RELEASE.txt", README_LOCAL)
     _write_tables(
         loc,
         local,
@@ -368,8 +364,7 @@ def merge_packages(paths: list[str], out_dir: str | os.PathLike[str], *, thresho
     values = add_values(pkgs)
     masked = suppression_mask(layout, values, threshold)
     published = render(layout, values, threshold=threshold, masked=masked)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dirs(out_dir, fix_existing=True)
     n_audit = sum(1 for p in pkgs if p.manifest.get("audit_run_available"))
     extra = [f"T5: {n_audit}/{len(pkgs)} 機関が監査実行あり (institutions with an audit run)."]
     notes = table_notes(layout, period=first["period"], as_of=None, threshold=threshold, extra=extra)
@@ -405,9 +400,7 @@ def merge_packages(paths: list[str], out_dir: str | os.PathLike[str], *, thresho
             for p in pkgs
         ],
     }
-    (out / "merged_manifest.json").write_text(
-        json.dumps(merged, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
+    write_text(out / "merged_manifest.json", json.dumps(merged, ensure_ascii=False, indent=2) + "\n")
     return MergeResult(out, institutions, values, masked, published)
 
 

@@ -30,6 +30,7 @@ import pyarrow.csv as pacsv
 
 from toolkit.contract import CONTRACT_VERSION
 from toolkit.errors import UserError
+from toolkit.store.files import make_dirs, open_owner_only, write_text
 from toolkit.synth.chunk import AS_OF, DAYS, PERIOD_START_DAY, World, build_chunk
 from toolkit.synth.drugs import DrugMaster
 from toolkit.synth.inject import Injector
@@ -266,8 +267,7 @@ def generate_dataset(
         raise UserError("--format must be parquet or csv")
     t0 = time.time()
     inject = not clean and violation_rate > 0
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dirs(out_dir, fix_existing=True)
     master = DrugMaster.load()
     world, glob, injected = build_world(sessions, seed, inject, violation_rate, master)
     sinks = {t: Sink(out, t, fmt) for t in TABLES_OUT}
@@ -278,7 +278,7 @@ def generate_dataset(
     con.execute("SET memory_limit = '600MB'")
     _register_eval(con, glob, None)
     plan = _chunk_plan(sessions, chunk_size)
-    with open(truth_path, "wb") as tfh:
+    with open_owner_only(truth_path, "wb") as tfh:
         tfh.write(b"rule_id,entity,entity_id,status\n")
         for c, (n, days) in enumerate(plan):
             if n == 0:
@@ -338,9 +338,7 @@ def generate_dataset(
         },
         "ground_truth_rows": sum(truth_counts.values()),
     }
-    (out / "generation.json").write_text(
-        json.dumps(summary, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
+    write_text(out / "generation.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
     summary["seconds"] = round(time.time() - t0, 1)
     return summary
 

@@ -8,6 +8,7 @@ In-memory convention (compact NumPy columns, NULL without masks):
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from toolkit.contract import TABLES
+from toolkit.store.files import open_owner_only
 
 NULL_I = np.iinfo(np.int64).min
 JST_SECONDS = 9 * 3600
@@ -88,12 +90,11 @@ class Sink:
         self.rows = 0
         self.path = out_dir / f"{table}.{fmt}"
         self._writer: pq.ParquetWriter | None = None
-        self._fh = None
+        self._files = contextlib.ExitStack()
+        self._fh = self._files.enter_context(open_owner_only(self.path, "wb"))  # closed in close()
+        self._header = True
         if fmt == "parquet":
-            self._writer = pq.ParquetWriter(self.path, schema(table, "parquet"), compression="zstd")
-        else:
-            self._fh = open(self.path, "wb")  # noqa: SIM115 - closed in close()
-            self._header = True
+            self._writer = pq.ParquetWriter(self._fh, schema(table, "parquet"), compression="zstd")
 
     def write(self, cols: dict[str, np.ndarray]) -> None:
         """Append one chunk of rows."""
@@ -112,8 +113,7 @@ class Sink:
         """Finish the file (a CSV with no rows still gets its header)."""
         if self._writer is not None:
             self._writer.close()
-        elif self._fh is not None:
-            if self._header:
-                empty = pa.Table.from_batches([], schema=schema(self.table, "csv"))
-                pacsv.write_csv(empty, self._fh, write_options=pacsv.WriteOptions(quoting_style="needed"))
-            self._fh.close()
+        elif self._header:
+            empty = pa.Table.from_batches([], schema=schema(self.table, "csv"))
+            pacsv.write_csv(empty, self._fh, write_options=pacsv.WriteOptions(quoting_style="needed"))
+        self._files.close()
