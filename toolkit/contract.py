@@ -30,9 +30,24 @@ TRUE_WORDS = frozenset({"true", "1", "yes", "y", "t", "はい", "有", "あり"}
 FALSE_WORDS = frozenset({"false", "0", "no", "n", "f", "いいえ", "無", "なし"})
 
 
+#: Values every column of a type must lie in (inclusive), unless the column narrows it: dates and
+#: timestamps are years 0001–9999 written as ISO 8601 (not ``infinity``, ``epoch``, year 10000 …);
+#: a timestamp bound without an offset is Japan time, like the values.
+TYPE_BOUNDS: dict[str, tuple[str | None, str | None]] = {
+    "date": ("0001-01-01", "9999-12-31"),
+    "timestamptz": ("0001-01-01 00:00:00", "9999-12-31 23:59:59.999999"),
+}
+
+Bound = int | float | str | None
+
+
 @dataclass(frozen=True)
 class Column:
-    """One contract column."""
+    """One contract column.
+
+    ``min`` / ``max``: the smallest / largest value allowed (inclusive); a value outside is a
+    contract error (the row is quarantined with the reason), as a value of the wrong type is.
+    """
 
     name: str
     type: str
@@ -40,11 +55,28 @@ class Column:
     key: bool = False
     enum: tuple[str, ...] = ()
     meaning: str = ""
+    min: Bound = None
+    max: Bound = None
 
     @property
     def duckdb_type(self) -> str:
         """The DuckDB type the column is stored as."""
         return DUCKDB_TYPES[self.type]
+
+    @property
+    def bounds(self) -> tuple[Bound, Bound]:
+        """(min, max) allowed, inclusive: the column's own, else its type's (None = no bound)."""
+        tmin, tmax = TYPE_BOUNDS.get(self.type, (None, None))
+        return (tmin if self.min is None else self.min, tmax if self.max is None else self.max)
+
+    def range_text(self) -> str:
+        """The allowed range in words (``≥ 1``, ``0001-01-01 … 9999-12-31``); empty when unbounded."""
+        lo, hi = self.bounds
+        if lo is not None and hi is not None:
+            return f"{lo} … {hi}"
+        if lo is not None:
+            return f"≥ {lo}"
+        return f"≤ {hi}" if hi is not None else ""
 
 
 @dataclass(frozen=True)
@@ -83,8 +115,12 @@ def _c(
     key: bool = False,
     enum: tuple[str, ...] = (),
     meaning: str = "",
+    min: Bound = None,
+    max: Bound = None,
 ) -> Column:
-    return Column(name=name, type=type_, optional=optional, key=key, enum=enum, meaning=meaning)
+    return Column(
+        name=name, type=type_, optional=optional, key=key, enum=enum, meaning=meaning, min=min, max=max
+    )
 
 
 SESSION_KINDS = ("pre_consultation", "online_care", "online_referral")
@@ -156,7 +192,7 @@ TABLES: dict[str, Table] = {
             (
                 _c("patient_id", "str", key=True),
                 _c("birth_date", "date", optional=True),
-                _c("birth_year", "int", optional=True),
+                _c("birth_year", "int", optional=True, min=1800, max=9999),
                 _c("sex", "enum", enum=("female", "male", "other", "unknown")),
             ),
             meaning="患者 (pseudonymous)",
@@ -204,7 +240,7 @@ TABLES: dict[str, Table] = {
                 _c("recording_saved", "bool"),
                 _c("recording_agreed", "bool"),
                 _c("tls_version", "str", optional=True),
-                _c("network_interruptions", "int", optional=True),
+                _c("network_interruptions", "int", optional=True, min=0),
                 _c("care_plan_id", "str", optional=True),
                 _c("substitute_doctor", "bool", optional=True),
                 _c("substitute_consent", "bool", optional=True),
@@ -220,8 +256,13 @@ TABLES: dict[str, Table] = {
                 _c("session_id", "str"),
                 _c("drug_code", "str", meaning="YJ code (12 chars) or receipt code"),
                 _c("drug_name", "str"),
-                _c("quantity", "decimal"),
-                _c("days_supply", "int", meaning="投与日数; NULL for as-needed lines"),
+                _c("quantity", "decimal", min=0, meaning="units dispensed; never negative"),
+                _c(
+                    "days_supply",
+                    "int",
+                    min=1,
+                    meaning="投与日数, at least 1 day; NULL for as-needed lines",
+                ),
                 _c("dispensing", "enum", enum=("outside", "inside")),
                 _c("pharmacy_id", "str", optional=True),
                 _c("dispensed_at", "timestamptz", optional=True),
