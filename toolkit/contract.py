@@ -5,6 +5,9 @@ the generator, the audit and the docs all read it, so a column is described once
 
 Types (``Column.type``):
     ``str``, ``bool``, ``int``, ``decimal``, ``date``, ``timestamptz``, ``enum``.
+
+Ranges (``Column.min`` / ``max``, else :data:`TYPE_BOUNDS` for dates and timestamps) are data too:
+ingest quarantines a value outside them and ``docs/ingest.md`` lists them (``python -m tools.docs``).
 """
 
 from __future__ import annotations

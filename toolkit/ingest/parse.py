@@ -143,20 +143,21 @@ def _missing_key(
     if seps:
         return f"{msg}: the header is one column holding {seps[0]!r}: expected comma-separated CSV"
     close = [(c, k) for k in missing for c in extras if suggest.candidates(c, sf.table, n=1) == [k]]
-    if close:
-        c, k = close[0]
-        return (
-            f"{msg}; `{c}` looks like it: did you mean `{k}`? Rename it in a mapping file "
-            f"(tables: {{{sf.table}: {{columns: {{{c!r}: {k}}}}}}}) and ingest with --mapping"
-        )
-    if suggest.looks_like_data(columns):
+    if suggest.looks_like_data(columns) and not close:
         return f"{msg}: the first line looks like data, not a header: is the header line missing?"
     shown = ", ".join(columns[:12]) + (f", … ({len(columns)} in all)" if len(columns) > 12 else "")
-    hint = "" if m.columns else f"; {suggest.mapping_init_hint(str(sf.path), sf.table)}"
-    return (
-        f"{msg}. The header read: {shown}. Does the mapping need a `columns:` rename (e.g. a vendor "
-        f"export with Japanese headers)?{hint}"
-    )
+    msg += f". The header read: {shown}"
+    if close:
+        c, k = close[0]
+        msg += (
+            f". `{c}` looks like it: did you mean `{k}`? Rename it in a mapping file "
+            f"(tables: {{{sf.table}: {{columns: {{{c!r}: {k}}}}}}}) and ingest with --mapping"
+        )
+    else:
+        msg += ". Does the mapping need a `columns:` rename (e.g. a vendor export with Japanese headers)?"
+    if not m.columns:
+        msg += f"; {suggest.mapping_init_hint(str(sf.path), sf.table)}"
+    return msg
 
 
 def _text(expr: str, vmap: dict[str, str]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 import unicodedata
 from collections.abc import Iterable
 
@@ -115,15 +116,34 @@ def normalise_header(name: str) -> str:
     return "_".join(t for t in re.split(r"[\s\-_./]+", text.lower()) if t)
 
 
-def _ja(header: str, columns: tuple[str, ...]) -> list[str]:
-    """Contract columns named by Japanese header words: an exact word first, then contained ones."""
+def _ja(header: str, columns: tuple[str, ...]) -> list[tuple[str, float]]:
+    """Contract columns named by Japanese header words: an exact word (1.0), then contained ones (0.9)."""
     text = unicodedata.normalize("NFKC", header).strip()
     exact = JA_WORDS.get(text)
-    out = [exact] if exact in columns else []
+    out = [(exact, 1.0)] if exact in columns else []
     for word in sorted(JA_WORDS, key=len, reverse=True):
         col = JA_WORDS[word]
-        if word in text and col in columns and col not in out:
-            out.append(col)
+        if word in text and col in columns and all(col != c for c, _ in out):
+            out.append((col, 0.9))
+    return out
+
+
+def scored_candidates(header: str, table: str, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
+    """(contract column, score 0–1) that ``header`` may mean, best first; scores below :data:`CUTOFF` left out.
+
+    1.0: an exact Japanese word or the same name once normalised (``Session ID``); 0.9: a Japanese
+    word inside the header; otherwise the difflib ratio of the normalised names.
+    """
+    t = TABLES[table]
+    skip = set(exclude)
+    columns = tuple(c for c in (*t.column_names, *t.alternatives) if c not in skip)
+    out = _ja(header, columns)
+    norm = normalise_header(header)
+    if norm in columns and all(norm != c for c, _ in out):
+        out.insert(0, (norm, 1.0))
+    seen = {c for c, _ in out}
+    ratios = [(c, difflib.SequenceMatcher(None, norm, c).ratio()) for c in columns if c not in seen]
+    out += sorted(((c, r) for c, r in ratios if r >= CUTOFF), key=lambda cr: -cr[1])
     return out
 
 
@@ -132,19 +152,7 @@ def candidates(header: str, table: str, *, n: int = 3, exclude: Iterable[str] = 
 
     ``exclude``: columns already given by another header (not offered again).
     """
-    t = TABLES[table]
-    skip = set(exclude)
-    columns = tuple(c for c in (*t.column_names, *t.alternatives) if c not in skip)
-    out = _ja(header, columns)
-    norm = normalise_header(header)
-    if norm in columns and norm not in out:
-        out.insert(0, norm)
-    scored = sorted(
-        ((difflib.SequenceMatcher(None, norm, c).ratio(), c) for c in columns if c not in out),
-        key=lambda sc: -sc[0],
-    )
-    out += [c for score, c in scored if score >= CUTOFF]
-    return out[:n]
+    return [c for c, _ in scored_candidates(header, table, exclude)][:n]
 
 
 def did_you_mean(header: str, table: str, exclude: Iterable[str] = ()) -> str:
@@ -166,7 +174,10 @@ def looks_like_data(header: list[str]) -> bool:
 
 def mapping_init_hint(path: str, table: str) -> str:
     """The command that writes a mapping skeleton for this file."""
-    return f"write a mapping skeleton to review with: ocaudit mapping init {path} --table {table} --out mapping.yaml"
+    return (
+        f"write a mapping skeleton to review with: ocaudit mapping init {shlex.quote(path)} "
+        f"--table {table} --out mapping.yaml"
+    )
 
 
 def encoding_hint(sf: SourceFile, forced: str, source: str, malformed: int, read: int) -> str:
