@@ -221,6 +221,14 @@ def main() -> None:
         "D1,I1,internal,2024-04-01\nD2,I1,internal,0000-01-01\nD3,I1,internal,12024-04-01\n",
     )
 
+    w("sessions-misspelled-column.csv", f"{S_HEAD},consent_time\n{s_row('S1')},2026-04-01T08:00:00\n")
+    w("sessions-spaced-key.csv", "Session ID,patient_id,kind\nS1,P1,online_care\n")
+    w(
+        "sessions-japanese-header.csv",
+        "受診ID,患者ID,医師ID,診療開始日時\nV1,P1,D1,2026-04-01T09:00:00\n",
+        "cp932",
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -60,7 +60,6 @@ JA_WORDS: dict[str, str] = {
     "初診": "is_first_visit",
     "かかりつけ": "is_regular_doctor",
     "通信手段": "modality",
-    "方法": "modality",
     "同意日時": "consent_at",
     "合意日時": "consent_at",
     "説明日時": "explained_at",
