@@ -371,3 +371,35 @@ def test_ingest_doc_range_table_is_current() -> None:
     assert RANGES_START in text
     assert text == update_ingest_doc(text), "run python -m tools.docs"
     assert "| `prescriptions.days_supply` | int | ≥ 1 |" in text
+
+
+def test_a_file_lacking_a_column_its_table_has_gets_a_note(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write(
+        src / "sessions" / "part-1.csv",
+        f"{SESSION_HEADER},consent_at\n{session_row('S1')},2026-04-01T08:00\n",
+    )
+    write(src / "sessions" / "part-2.csv", f"{SESSION_HEADER}\n{session_row('S2')}\n")
+    summary, printed = run(tmp_path / "a.duckdb", src)
+    assert summary.ok
+    assert not any(w.startswith("sessions.consent_at missing") for w in summary.not_evaluable)
+    assert (
+        "note: part-2.csv has no sessions.consent_at (other files of sessions have it): its rows load with "
+        "it empty and count as not evidenced in consent.recorded, consent.explained_first"
+    ) in printed
+
+
+def test_ingest_imports_the_catalogue_data_not_the_audit() -> None:
+    code = (
+        "import sys, toolkit.ingest.run, toolkit.ingest.skeleton; "
+        "print(sorted(m for m in sys.modules if m.startswith(('toolkit.audit', 'toolkit.report', "
+        "'toolkit.rules.sql', 'great_expectations'))))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

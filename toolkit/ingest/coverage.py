@@ -24,16 +24,33 @@ def missing_columns(available: dict[str, set[str]], tables: Iterable[str]) -> di
     }
 
 
-def coverage_lines(available: dict[str, set[str]], tables: Iterable[str]) -> tuple[list[str], list[str]]:
+def coverage_lines(
+    available: dict[str, set[str]],
+    tables: Iterable[str],
+    files: Iterable[tuple[str, str, list[str]]] = (),
+) -> tuple[list[str], list[str]]:
     """(warnings, notes) naming each missing column and the rules it makes not evaluable.
 
     ``available``: contract columns per table after the ingest (``ingest.available_columns``);
-    ``tables``: the tables this ingest read. A column that disables a rule is a warning of its
-    own; the columns no rule needs are one note per table. A table with no data at all (its only
-    file refused) is one warning naming every rule that needs it.
+    ``tables``: the tables this ingest read; ``files``: (table, file name, contract columns it had)
+    of the files this ingest loaded. A column that disables a rule is a warning of its own; the
+    columns no rule needs are one note per table. A table with no data at all (its only file
+    refused) is one warning naming every rule that needs it. A file lacking a column that other
+    files of its table have gets a note: the audit evaluates those rules, and its rows count as
+    not evidenced there.
     """
     warnings: list[str] = []
     notes: list[str] = []
+    for table, name, present in files:
+        lacks = [
+            c for c in TABLES[table].column_names if c in available.get(table, set()) and c not in present
+        ]
+        for col, ids in rules_disabled_by([f"{table}.{c}" for c in lacks]).items():
+            if ids:
+                notes.append(
+                    f"{name} has no {col} (other files of {table} have it): its rows load with it empty "
+                    f"and count as not evidenced in {', '.join(ids)}"
+                )
     for name, missing in missing_columns(available, tables).items():
         if not missing:
             continue

@@ -182,7 +182,14 @@ def _print_coverage(
     con: duckdb.DuckDBPyConnection, summary: IngestSummary, out: Callable[[str], Any]
 ) -> None:
     """Name the contract columns the data lacks and the rules they make not evaluable."""
-    warnings, notes = coverage_lines(available_columns(con), summary.tables)
+    files = [
+        (t, Path(path).name, list(cols or []))
+        for t, path, cols in con.execute(
+            "SELECT table_name, path, columns_present FROM ingest_files WHERE ingest_id = ? ORDER BY path",
+            [summary.ingest_id],
+        ).fetchall()
+    ]
+    warnings, notes = coverage_lines(available_columns(con), summary.tables, files)
     for w in warnings:
         summary.warnings.append(w)
         summary.not_evaluable.append(w)
