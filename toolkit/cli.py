@@ -1,4 +1,4 @@
-"""Command line: argument parsing only; each command calls one stage module.
+"""Command line: argument parsing only; each command calls one stage module (``mapping init``: ingest).
 
 Exit codes: 0 ok, 1 a report threshold broken (``report``), 2 usage or data error, 3 ``report``
 could not check a rule its thresholds cover (incomplete; wins over 1).
@@ -39,11 +39,52 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"ocaudit {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("ingest", help="load exports into a DuckDB file (取り込み)")
+    s = sub.add_parser(
+        "ingest",
+        help="load exports into a DuckDB file (取り込み)",
+        description=(
+            "Load exports into a DuckDB file. A row breaking the contract (missing key, wrong type or "
+            "enum, a value out of its range such as days_supply < 1, quantity < 0, 1_000, 'infinity') "
+            "is quarantined with the reason; the rest loads. Each contract column no file has is named "
+            "with the rules it makes not evaluable; an unknown header close to a contract column gets "
+            "'did you mean …?'. For a vendor export with other headers, start a mapping with "
+            "`ocaudit mapping init FILE --table T`."
+        ),
+    )
     s.add_argument("--db", required=True, help="DuckDB file to create or update")
     s.add_argument("source", help="folder (or one file) holding contract tables")
-    s.add_argument("--mapping", help="YAML mapping of vendor columns/values/date formats")
-    s.add_argument("--encoding", help="force the CSV encoding (utf-8, utf-8-sig, cp932)")
+    s.add_argument(
+        "--mapping",
+        help="YAML mapping of vendor columns/values/date formats (skeleton: ocaudit mapping init)",
+    )
+    s.add_argument(
+        "--encoding",
+        help="force the CSV encoding (utf-8, utf-8-sig, cp932; default: detected); rows malformed "
+        "under it get a hint naming the encoding that decodes the file",
+    )
+
+    s = sub.add_parser(
+        "mapping",
+        help="vendor mapping files (マッピング): write a skeleton to start from",
+        description="Vendor mapping files: `mapping init` writes a commented skeleton from a file's header.",
+    )
+    msub = s.add_subparsers(dest="mapping_command", required=True)
+    mi = msub.add_parser(
+        "init",
+        help="write a commented mapping.yaml skeleton from a vendor file's header",
+        description=(
+            "Write a commented mapping.yaml (mode 0600) listing every header of FILE: the contract "
+            "column it most likely is (other candidates, closest first, in a comment; Japanese header "
+            "words such as 患者ID, 開始日時, 処方日数 are recognised), direct identifiers under drop:, "
+            "and headers with no close column commented out. It is a skeleton to review, not a "
+            "finished mapping. Only header names are read, never values."
+        ),
+    )
+    mi.add_argument("file", help="one vendor export (.csv, .csv.gz, .parquet, .jsonl)")
+    mi.add_argument("--table", help="contract table the file holds (default: from the file name)")
+    mi.add_argument("--out", default="mapping.yaml", help="mapping file to write (default: mapping.yaml)")
+    mi.add_argument("--encoding", help="force the CSV encoding (utf-8, utf-8-sig, cp932; default: detected)")
+    mi.add_argument("--force", action="store_true", help="replace --out if it exists")
 
     s = sub.add_parser("generate", help="write a synthetic data set with known violations")
     s.add_argument("--sessions", type=int, required=True)
@@ -188,6 +229,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from toolkit.ingest import run as ingest
 
         return ingest.cli_ingest(args)
+    if cmd == "mapping":
+        from toolkit.ingest import skeleton
+
+        return skeleton.cli_mapping_init(args)
     if cmd == "generate":
         from toolkit.synth import generate
 

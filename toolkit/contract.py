@@ -5,6 +5,9 @@ the generator, the audit and the docs all read it, so a column is described once
 
 Types (``Column.type``):
     ``str``, ``bool``, ``int``, ``decimal``, ``date``, ``timestamptz``, ``enum``.
+
+Ranges (``Column.min`` / ``max``, else :data:`TYPE_BOUNDS` for dates and timestamps) are data too:
+ingest quarantines a value outside them and ``docs/ingest.md`` lists them (``python -m tools.docs``).
 """
 
 from __future__ import annotations
@@ -36,9 +39,24 @@ ID_WHITESPACE = " \t\r\n\x0b\x0c\x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + 
 )
 
 
+#: Values every column of a type must lie in (inclusive), unless the column narrows it: dates and
+#: timestamps are years 0001–9999 written as ISO 8601 (not ``infinity``, ``epoch``, year 10000 …);
+#: a timestamp bound without an offset is Japan time, like the values.
+TYPE_BOUNDS: dict[str, tuple[str | None, str | None]] = {
+    "date": ("0001-01-01", "9999-12-31"),
+    "timestamptz": ("0001-01-01 00:00:00", "9999-12-31 23:59:59.999999"),
+}
+
+Bound = int | float | str | None
+
+
 @dataclass(frozen=True)
 class Column:
-    """One contract column."""
+    """One contract column.
+
+    ``min`` / ``max``: the smallest / largest value allowed (inclusive); a value outside is a
+    contract error (the row is quarantined with the reason), as a value of the wrong type is.
+    """
 
     name: str
     type: str
@@ -46,6 +64,8 @@ class Column:
     key: bool = False
     enum: tuple[str, ...] = ()
     meaning: str = ""
+    min: Bound = None
+    max: Bound = None
 
     @property
     def duckdb_type(self) -> str:
@@ -56,6 +76,21 @@ class Column:
     def is_id(self) -> bool:
         """True for an id (a text key, or text named ``*_id``): stripped of :data:`ID_WHITESPACE`."""
         return self.type == "str" and (self.key or self.name.endswith("_id"))
+
+    @property
+    def bounds(self) -> tuple[Bound, Bound]:
+        """(min, max) allowed, inclusive: the column's own, else its type's (None = no bound)."""
+        tmin, tmax = TYPE_BOUNDS.get(self.type, (None, None))
+        return (tmin if self.min is None else self.min, tmax if self.max is None else self.max)
+
+    def range_text(self) -> str:
+        """The allowed range in words (``≥ 1``, ``0001-01-01 … 9999-12-31``); empty when unbounded."""
+        lo, hi = self.bounds
+        if lo is not None and hi is not None:
+            return f"{lo} … {hi}"
+        if lo is not None:
+            return f"≥ {lo}"
+        return f"≤ {hi}" if hi is not None else ""
 
 
 @dataclass(frozen=True)
@@ -94,8 +129,12 @@ def _c(
     key: bool = False,
     enum: tuple[str, ...] = (),
     meaning: str = "",
+    min: Bound = None,
+    max: Bound = None,
 ) -> Column:
-    return Column(name=name, type=type_, optional=optional, key=key, enum=enum, meaning=meaning)
+    return Column(
+        name=name, type=type_, optional=optional, key=key, enum=enum, meaning=meaning, min=min, max=max
+    )
 
 
 SESSION_KINDS = ("pre_consultation", "online_care", "online_referral")
@@ -167,7 +206,7 @@ TABLES: dict[str, Table] = {
             (
                 _c("patient_id", "str", key=True),
                 _c("birth_date", "date", optional=True),
-                _c("birth_year", "int", optional=True),
+                _c("birth_year", "int", optional=True, min=1800, max=9999),
                 _c("sex", "enum", enum=("female", "male", "other", "unknown")),
             ),
             meaning="患者 (pseudonymous)",
@@ -215,7 +254,7 @@ TABLES: dict[str, Table] = {
                 _c("recording_saved", "bool"),
                 _c("recording_agreed", "bool"),
                 _c("tls_version", "str", optional=True),
-                _c("network_interruptions", "int", optional=True),
+                _c("network_interruptions", "int", optional=True, min=0),
                 _c("care_plan_id", "str", optional=True),
                 _c("substitute_doctor", "bool", optional=True),
                 _c("substitute_consent", "bool", optional=True),
@@ -231,8 +270,13 @@ TABLES: dict[str, Table] = {
                 _c("session_id", "str"),
                 _c("drug_code", "str", meaning="YJ code (12 chars) or receipt code"),
                 _c("drug_name", "str"),
-                _c("quantity", "decimal"),
-                _c("days_supply", "int", meaning="投与日数; NULL for as-needed lines"),
+                _c("quantity", "decimal", min=0, meaning="units dispensed; never negative"),
+                _c(
+                    "days_supply",
+                    "int",
+                    min=1,
+                    meaning="投与日数, at least 1 day; NULL for as-needed lines",
+                ),
                 _c("dispensing", "enum", enum=("outside", "inside")),
                 _c("pharmacy_id", "str", optional=True),
                 _c("dispensed_at", "timestamptz", optional=True),

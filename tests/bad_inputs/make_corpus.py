@@ -222,6 +222,60 @@ def _symlink(link: Path, target: str) -> None:
         link.unlink()
     link.symlink_to(target)
 
+    rx_head = "rx_id,session_id,drug_code,drug_name,quantity,days_supply,dispensing"
+    w(
+        "prescriptions-out-of-range.csv",
+        f"{rx_head}\nR1,S1,X,a,14,7,outside\nR2,S1,X,a,14,-30,outside\nR3,S1,X,a,14,0,outside\n"
+        "R4,S1,X,a,-1,7,outside\nR5,S1,X,a,14,-0,outside\nR6,S1,X,a,-0.5,,outside\n"
+        "R7,S1,X,a,14,１０,outside\nR8,S1,X,a,0,,inside\nR9,S1,X,a,14,－３,outside\n",
+    )
+    w(
+        "prescriptions-underscore.csv",
+        f"{rx_head}\nR1,S1,X,a,1000,7,outside\nR2,S1,X,a,1_000,7,outside\nR3,S1,X,a,14,1_0,outside\n",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "rx_id": ["R1", "R2", "R3"],
+                "session_id": ["S1", "S1", "S1"],
+                "drug_code": ["X", "X", "X"],
+                "drug_name": ["a", "a", "a"],
+                "quantity": pa.array([14, 14, -3], pa.int32()),
+                "days_supply": pa.array([7, -30, 7], pa.int32()),
+                "dispensing": ["outside", "outside", "outside"],
+            }
+        ),
+        HERE / "prescriptions-negative.parquet",
+    )
+    w(
+        "sessions-special-timestamps.csv",
+        f"{S_HEAD}\n{s_row('S1')}\n{s_row('S2', started='infinity')}\n{s_row('S3', started='epoch')}\n"
+        f"{s_row('S4', started='-infinity')}\n{s_row('S5', started='10000-01-01T09:00:00')}\n"
+        f"{s_row('S6', started='0000-01-01T09:00:00')}\n",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "session_id": ["S1", "S2"],
+                "started_at": pa.array([1_775_000_000_000_000, -62_200_000_000_000_000], pa.timestamp("us")),
+            }
+        ),
+        HERE / "sessions-year-zero.parquet",
+    )
+    w(
+        "doctors-date-range.csv",
+        "doctor_id,institution_id,specialty,online_training_on\n"
+        "D1,I1,internal,2024-04-01\nD2,I1,internal,0000-01-01\nD3,I1,internal,12024-04-01\n",
+    )
+
+    w("sessions-misspelled-column.csv", f"{S_HEAD},consent_time\n{s_row('S1')},2026-04-01T08:00:00\n")
+    w("sessions-spaced-key.csv", "Session ID,patient_id,kind\nS1,P1,online_care\n")
+    w(
+        "sessions-japanese-header.csv",
+        "受診ID,患者ID,医師ID,診療開始日時\nV1,P1,D1,2026-04-01T09:00:00\n",
+        "cp932",
+    )
+
 
 if __name__ == "__main__":
     main()

@@ -22,6 +22,7 @@ from toolkit.contract import (
     Table,
 )
 from toolkit.errors import InputFileError
+from toolkit.ingest import suggest
 from toolkit.ingest.mapping import TableMapping
 from toolkit.ingest.readers import SourceFile, lit, q
 
@@ -146,20 +147,47 @@ def check_columns(sf: SourceFile, columns: list[str], m: TableMapping) -> Resolu
             str(sf.path),
             f"columns that look like direct identifiers: {', '.join(ids)}. Names, addresses, "
             "phone or insurance numbers must not be ingested: remove them from the export or drop them "
-            f"in the mapping (tables: {{{sf.table}: {{drop: [{', '.join(ids)}]}}}})",
+            f"in the mapping (tables: {{{sf.table}: {{drop: [{', '.join(ids)}]}}}})"
+            + ("" if m.columns else f"; or {suggest.mapping_init_hint(str(sf.path), sf.table)}"),
         )
     missing = [k for k in required_columns(t) if k not in res.src_for and k not in m.constants]
     if missing:
-        raise InputFileError(
-            str(sf.path),
-            f"missing key column {', '.join(missing)}; expected a header with the {sf.table} "
-            f"columns ({', '.join(t.column_names)}). The header has {len(columns)} column(s) and none is "
-            f"{', '.join(missing)}: is the header line missing, or does the mapping need a `columns:` rename?",
-        )
+        raise InputFileError(str(sf.path), _missing_key(sf, t, columns, extras, missing, m))
     if extras:
-        res.warnings.append(f"ignored columns not in the {sf.table} contract: {', '.join(extras)}")
+        named = [c + suggest.did_you_mean(c, sf.table, exclude=res.src_for) for c in extras]
+        res.warnings.append(f"ignored columns not in the {sf.table} contract: {', '.join(named)}")
     res.present = [c for c in t.column_names if c in res.src_for or c in m.constants]
     return res
+
+
+def _missing_key(
+    sf: SourceFile, t: Table, columns: list[str], extras: list[str], missing: list[str], m: TableMapping
+) -> str:
+    """The refusal of a file without its key column: what was expected, close headers, what to do."""
+    msg = (
+        f"missing key column {', '.join(missing)}; expected a header with the {sf.table} "
+        f"columns ({', '.join(t.column_names)}). The header has {len(columns)} column(s) and none is "
+        f"{', '.join(missing)}"
+    )
+    seps = [sep for sep in (";", "\t", "|") if len(columns) == 1 and sep in columns[0]]
+    if seps:
+        return f"{msg}: the header is one column holding {seps[0]!r}: expected comma-separated CSV"
+    close = [(c, k) for k in missing for c in extras if suggest.candidates(c, sf.table, n=1) == [k]]
+    if suggest.looks_like_data(columns) and not close:
+        return f"{msg}: the first line looks like data, not a header: is the header line missing?"
+    shown = ", ".join(columns[:12]) + (f", … ({len(columns)} in all)" if len(columns) > 12 else "")
+    msg += f". The header read: {shown}"
+    if close:
+        c, k = close[0]
+        msg += (
+            f". `{c}` looks like it: did you mean `{k}`? Rename it in a mapping file "
+            f"(tables: {{{sf.table}: {{columns: {{{c!r}: {k}}}}}}}) and ingest with --mapping"
+        )
+    else:
+        msg += ". Does the mapping need a `columns:` rename (e.g. a vendor export with Japanese headers)?"
+    if not m.columns:
+        msg += f"; {suggest.mapping_init_hint(str(sf.path), sf.table)}"
+    return msg
 
 
 def _text(expr: str, vmap: dict[str, str]) -> str:
@@ -191,8 +219,8 @@ def _fast(c: Column, v: str, m: TableMapping) -> str:
         )
     if c.type == "int":  # DuckDB alone would accept 2.5 (→ 3), 1_000 and 0x10
         return f"CASE WHEN regexp_full_match({v}, '\\s*[+-]?[0-9]+(\\.0*)?\\s*') THEN TRY_CAST({v} AS BIGINT) END"
-    if c.type == "decimal":
-        return f"TRY_CAST({v} AS DECIMAL(18,4))"
+    if c.type == "decimal":  # DuckDB alone would accept 1_000
+        return f"CASE WHEN strpos({v}, '_') = 0 THEN TRY_CAST({v} AS DECIMAL(18,4)) END"
     if c.type == "date":
         iso = (
             f"CASE WHEN regexp_full_match({v}, '[0-9]{{4}}-[0-9]{{1,2}}-[0-9]{{1,2}}') "
@@ -202,7 +230,9 @@ def _fast(c: Column, v: str, m: TableMapping) -> str:
             return f"coalesce(CAST(TRY_STRPTIME({v}, {lit(m.date_format)}) AS DATE), {iso})"
         return iso
     if c.type == "timestamptz":
-        iso = f"TRY_CAST({v} AS TIMESTAMPTZ)"  # no offset → session TimeZone (Asia/Tokyo)
+        # no offset → session TimeZone (Asia/Tokyo); a 4-digit year first: DuckDB alone would
+        # accept 'epoch', 'infinity', '-infinity' and years past 9999
+        iso = f"CASE WHEN {v} GLOB '[0-9][0-9][0-9][0-9]-*' THEN TRY_CAST({v} AS TIMESTAMPTZ) END"
         if m.timestamp_format:
             return f"coalesce(TRY_CAST(TRY_STRPTIME({v}, {lit(m.timestamp_format)}) AS TIMESTAMPTZ), {iso})"
         return iso
@@ -243,8 +273,30 @@ def _native(c: Column, expr: str, st: str) -> str | None:
     return None
 
 
-def _reason(t: Table, c: Column, v: str, p: str, m: TableMapping, native: bool) -> tuple[str, str]:
-    """(error flag SQL, reason text SQL) of one column; the flag is cheap except for failing rows."""
+def _sql_bound(c: Column, b: int | float | str) -> str:
+    """A bound of ``c`` as an SQL literal of its type."""
+    if c.type in ("date", "timestamptz"):
+        return f"CAST({lit(str(b))} AS {c.duckdb_type})"
+    return repr(b)
+
+
+def _in_range(c: Column, u: str) -> str | None:
+    """SQL true when the parsed value ``u`` lies in the column's contract range; None if unbounded."""
+    lo, hi = c.bounds
+    parts = ([f"{u} >= {_sql_bound(c, lo)}"] if lo is not None else []) + (
+        [f"{u} <= {_sql_bound(c, hi)}"] if hi is not None else []
+    )
+    return " AND ".join(parts) or None
+
+
+def _reason(
+    t: Table, c: Column, v: str, p: str, m: TableMapping, native: bool, u: str | None = None
+) -> tuple[str, str]:
+    """(error flag SQL, reason text SQL) of one column; the flag is cheap except for failing rows.
+
+    ``u``: the parsed value before the range check (ranged columns), to tell "out of range" from
+    "not a …".
+    """
     shown = "chr(39) || left(CAST(" + v + " AS VARCHAR), 60) || chr(39)"
     what = {
         "bool": "is not a boolean (true/false, 1/0, yes/no, はい/いいえ, 有/無)",
@@ -256,6 +308,12 @@ def _reason(t: Table, c: Column, v: str, p: str, m: TableMapping, native: bool) 
         "str": "is not text",
     }[c.type]
     text = f"{lit(c.name + ': ')} || {shown} || {lit(' ' + what)}"
+    if u is not None:
+        out_of_range = f"is out of range (expected {_what_type(c)} {c.range_text()})"
+        text = (
+            f"{lit(c.name + ': ')} || {shown} || CASE WHEN {u} IS NOT NULL THEN {lit(' ' + out_of_range)} "
+            f"ELSE {lit(' ' + what)} END"
+        )
     blank = "FALSE" if native else f"{_clean(f'CAST({v} AS VARCHAR)')} IS NULL"
     if c.name in required_columns(t):
         return (
@@ -263,6 +321,12 @@ def _reason(t: Table, c: Column, v: str, p: str, m: TableMapping, native: bool) 
             f"CASE WHEN {v} IS NULL OR {blank} THEN {lit(c.name + ': missing key')} ELSE {text} END",
         )
     return f"CASE WHEN {p} IS NOT NULL OR {v} IS NULL THEN FALSE ELSE NOT {blank} END", text
+
+
+def _what_type(c: Column) -> str:
+    return {"int": "an integer", "decimal": "a number", "date": "a date", "timestamptz": "a timestamp"}.get(
+        c.type, "a value"
+    )
 
 
 def parse_select(
@@ -277,12 +341,14 @@ def parse_select(
 ) -> str:
     """SELECT producing the incoming-table row of every record of ``relation``.
 
-    Layers: ``__v`` text (or native typed value) per contract column, ``__p`` parsed value;
+    Layers: ``__v`` text (or native typed value) per contract column, ``__u`` parsed value of a
+    column with a contract range (:attr:`toolkit.contract.Column.bounds`), ``__p`` parsed value
+    (NULL when out of range, so the row is quarantined with the reason);
     then the row hash (DuckDB's 64-bit ``hash`` of the typed values, as decimal text) and, only for rows with a failing column, the reason and raw JSON.
     """
     raw = [f"{q(c)} AS __r{i}" for i, c in enumerate(res.keep)]
     rawname = {c: f"__r{i}" for i, c in enumerate(res.keep)}
-    texts, parsed, conds, reasons, nulls = [], [], [], [], []
+    texts, parsed, ranged, unranged, conds, reasons, nulls = [], [], [], [], [], [], []
     for i, c in enumerate(t.columns):
         vmap = m.values.get(c.name, {})
         v, pv = f"__v{i}", f"__p{i}"
@@ -311,15 +377,23 @@ def parse_select(
             pexpr = f"CAST(NULL AS {c.duckdb_type})"
         elif not native and c.name in required_columns(t):
             pexpr = f"CASE WHEN trim({v}, {lit(TRIM)}) = '' THEN NULL ELSE {pexpr} END"
-        parsed.append(f"{pexpr} AS {pv}")
+        check = None if i in nulls else _in_range(c, f"__u{i}")
+        if check is None:
+            parsed.append(f"{pexpr} AS {pv}")
+            ranged.append(pv)
+        else:  # out of range → NULL parse, so the row is quarantined (reason: out of range)
+            parsed.append(f"{pexpr} AS __u{i}")
+            unranged.append(f"__u{i}")
+            ranged.append(f"__u{i}, CASE WHEN {check} THEN __u{i} END AS {pv}")
         if i in nulls:
             continue
-        cond, text = _reason(t, c, v, pv, m, native is not None)
+        cond, text = _reason(t, c, v, pv, m, native is not None, None if check is None else f"__u{i}")
         conds.append((c.name, cond))
         reasons.append(text)
     sel_raw = "".join(f", __r{i}" for i in range(len(res.keep)))
     vs = "".join(f", __v{i}" for i in range(len(t.columns)))
     ps = "".join(f", __p{i}" for i in range(len(t.columns)))
+    us = "".join(f", {u}" for u in unranged)
     es = "".join(f", {cond} AS __e{k}" for k, (_, cond) in enumerate(conds))
     out_cols = ", ".join(f"__p{i} AS {q(c.name)}" for i, c in enumerate(t.columns))
     h = ", ".join(f"__p{i}" for i in range(len(t.columns)))
@@ -342,7 +416,8 @@ SELECT {file_idx} AS _file_idx, _line, {out_cols}, CAST(hash({h}) AS VARCHAR) AS
        CASE WHEN _bad THEN {rawjson} END AS _raw, NULL AS _dup, {lit(source_file)} AS _source_file
 FROM (
   SELECT *, ({anyerr}) AS _bad FROM (
-    SELECT _line{sel_raw}{vs}{ps}{es} FROM (
+    SELECT _line{sel_raw}{vs}{us}{ps}{es} FROM (
+     SELECT _line{sel_raw}{vs}, {", ".join(ranged)} FROM (
       SELECT _line{sel_raw}{vs}, {", ".join(parsed)}
       FROM (SELECT {line_expr} AS _line{sel_raw}, {", ".join(texts)}
-            FROM (SELECT *{", " + ", ".join(raw) if raw else ""} FROM {relation}) __src) __n) __pp) __pe) __q"""
+            FROM (SELECT *{", " + ", ".join(raw) if raw else ""} FROM {relation}) __src) __n) __pu) __pp) __pe) __q"""

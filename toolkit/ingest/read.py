@@ -20,6 +20,7 @@ import pyarrow as pa
 from toolkit.contract import TABLES, Column, Table
 from toolkit.errors import InputFileError
 from toolkit.ingest import readers as rd
+from toolkit.ingest import suggest
 from toolkit.ingest.mapping import Mapping
 from toolkit.ingest.parse import check_columns, parse_select
 from toolkit.ingest.readers import lit, q
@@ -69,6 +70,22 @@ class ReadPhase:
         )
         if bad:
             self._explain(sf, idx, inc)
+            self._encoding_hint(sf, idx, inc, read)
+
+    def _encoding_hint(self, sf: rd.SourceFile, idx: int, inc: str, read: int) -> None:
+        """Malformed CSV lines under a forced encoding: name the encoding that decodes the file."""
+        tmap = self.mapping.table(sf.table)
+        forced = self.forced or tmap.encoding
+        if sf.fmt != "csv" or not forced or sf.path == SHIPPED_DRUG_MASTER:
+            return
+        malformed = self.con.execute(
+            f"SELECT count(*) FROM {inc} WHERE _file_idx = {idx} AND starts_with(_reason, 'malformed CSV line')"
+        ).fetchall()[0][0]
+        source = "--encoding" if self.forced else "the mapping's encoding:"
+        hint = suggest.encoding_hint(sf, forced, source, malformed, read) if malformed else ""
+        if hint:
+            self.summary.warnings.append(hint)
+            self.out(f"  hint: {hint}")
 
     def _explain(self, sf: rd.SourceFile, idx: int, inc: str) -> None:
         """Print why rows were quarantined: column, expected, count, first line — never values."""
@@ -139,7 +156,9 @@ class ReadPhase:
             n = self._sql(sf, lambda: self._direct_insert(sf.table, sql, idx, inc))
             return _FileRec(sf=sf, idx=idx, encoding=enc, columns_present=res.present, read=n)
         self._sql(sf, lambda: self.con.execute(f"INSERT INTO {inc} {sql}"))
-        if sf.fmt == "csv" and not self._csv_rejects(sf, idx, inc, path, f"_rej_{idx}", n_phys, True, keep_raw=res.only_contract_columns):
+        if sf.fmt == "csv" and not self._csv_rejects(
+            sf, idx, inc, path, f"_rej_{idx}", n_phys, True, keep_raw=res.only_contract_columns
+        ):
             # the line mapping met a field over the limit that the line scan cannot see (a quoted value
             # spanning many short lines): blank such records out of a copy and read that instead
             self.con.execute(f"DELETE FROM {inc} WHERE _file_idx = {idx}")
@@ -147,7 +166,9 @@ class ReadPhase:
             rel = rd.csv_relation(path, header, keep_idx, f"_rej_{idx}")
             sql = parse_select(TABLES[sf.table], res, types, tmap, rel, line, idx, str(sf.path))
             self._sql(sf, lambda: self.con.execute(f"INSERT INTO {inc} {sql}"))
-            self._csv_rejects(sf, idx, inc, path, f"_rej_{idx}", n_phys, False, keep_raw=res.only_contract_columns)
+            self._csv_rejects(
+                sf, idx, inc, path, f"_rej_{idx}", n_phys, False, keep_raw=res.only_contract_columns
+            )
         elif sf.fmt == "jsonl":
             raw = (  # a broken line of a file with keys outside the contract is not kept
                 "CAST(json_object('_json_line', left(_txt, 10000)) AS VARCHAR)"
@@ -365,4 +386,9 @@ def _expected(t: Table, c: Column, mapping: Mapping) -> str:
         "enum": "one of " + ", ".join(c.enum),
         "str": "text",
     }[c.type]
+    lo, hi = c.bounds
+    if c.min is not None or c.max is not None:  # the contract range of the column
+        what += f" {c.range_text()}"
+    elif isinstance(lo, str) and isinstance(hi, str):  # dates and timestamps: the type's years
+        what += f", years {lo[:4]}–{hi[:4]}"
     return f"{base}, {what}" if base else what

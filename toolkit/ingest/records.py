@@ -34,6 +34,8 @@ class IngestSummary:
     tables: dict[str, TableCounts] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: "sessions.consent_at missing → consent.recorded, … will be not evaluable" (also in warnings)
+    not_evaluable: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:

@@ -34,6 +34,7 @@ import duckdb
 from toolkit.contract import TABLE_ORDER, TABLES
 from toolkit.errors import UserError
 from toolkit.ingest import readers as rd
+from toolkit.ingest.coverage import coverage_lines
 from toolkit.ingest.direct import DirectLoad
 from toolkit.ingest.mapping import Mapping, load_mapping
 from toolkit.ingest.read import ReadPhase
@@ -166,6 +167,7 @@ def ingest_source(
                 started,
                 direct=False,
             )
+        _print_coverage(con, summary, out)
     finally:
         con.close()
         shutil.rmtree(tmpdir, ignore_errors=True)
@@ -174,6 +176,26 @@ def ingest_source(
     if summary.errors:
         out(f"{len(summary.errors)} file(s) refused; the other files were loaded.")
     return summary
+
+
+def _print_coverage(
+    con: duckdb.DuckDBPyConnection, summary: IngestSummary, out: Callable[[str], Any]
+) -> None:
+    """Name the contract columns the data lacks and the rules they make not evaluable."""
+    files = [
+        (t, Path(path).name, list(cols or []))
+        for t, path, cols in con.execute(
+            "SELECT table_name, path, columns_present FROM ingest_files WHERE ingest_id = ? ORDER BY path",
+            [summary.ingest_id],
+        ).fetchall()
+    ]
+    warnings, notes = coverage_lines(available_columns(con), summary.tables, files)
+    for w in warnings:
+        summary.warnings.append(w)
+        summary.not_evaluable.append(w)
+        out(f"  warning: {w}")
+    for n in notes:
+        out(f"  note: {n}")
 
 
 def _ingest_once(

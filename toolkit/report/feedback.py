@@ -168,9 +168,7 @@ def write_feedback(
             path = Path(out)
             if path.is_dir():
                 path = path / sheet_filename(doctor)
-            write_text(
-                path, render_sheet(con, run_id, doctor, row["institution_id"].iloc[0], choice=choice)
-            )
+            write_text(path, render_sheet(con, run_id, doctor, row["institution_id"].iloc[0], choice=choice))
             return FeedbackResult(run_id, [path], choice)
         folder = Path(out)
         if folder.exists() and not folder.is_dir():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -164,6 +165,16 @@ def parse(data: dict) -> Catalogue:
         _check_keys(raw, ATTESTATION_KEYS, f"attestation_items[{i}]")
         items.append(AttestationItem(**{k: str(v) for k, v in raw.items()}))
     return Catalogue(suites=dict(suites), rules=tuple(rules), attestation_items=tuple(items))
+
+
+def rules_disabled_by(missing: Iterable[str], cat: Catalogue | None = None) -> dict[str, tuple[str, ...]]:
+    """For each missing ``table.column``, the ids of the rules needing it (catalogue order).
+
+    A rule that requires a column the data lacks is *not evaluable*; ingest names them when a
+    file lacks a contract column. A column no rule needs maps to ``()``.
+    """
+    rules = (cat or load()).rules
+    return {col: tuple(r.id for r in rules if col in r.requires) for col in missing}
 
 
 @lru_cache(maxsize=4)
