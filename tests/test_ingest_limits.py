@@ -20,6 +20,7 @@ from tests.bad_inputs.make_corpus import write_huge_field_csv
 from tests.ingest_helpers import balanced, rows, run, write
 from toolkit.audit.dq import run_dq_checks
 from toolkit.errors import UserError
+from toolkit.ingest import discover as discover_mod
 from toolkit.ingest import readers as rd
 from toolkit.ingest.run import cli_ingest
 
@@ -37,7 +38,7 @@ def _parquet_with_latest(src: Path) -> None:
 def test_direct_cleanup_cannot_delete_the_first_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Even if discovery let both names through, the direct load keeps one copy of every row."""
     _parquet_with_latest(tmp_path / "src")
-    monkeypatch.setattr(rd, "_read_once", lambda found: found.files)
+    monkeypatch.setattr(discover_mod, "_read_once", lambda found: found.files)
     summary, _ = run(tmp_path / "x.duckdb", tmp_path / "src")
     assert summary.ok
     assert rows(tmp_path / "x.duckdb", "SELECT session_id FROM sessions ORDER BY 1") == [("S1",), ("S2",)]

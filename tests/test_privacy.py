@@ -29,7 +29,6 @@ from toolkit import store
 CANARY_FIELD = "CANARY_DRUGNAME_123"
 CANARY_RAW = "CANARY_RAW_456"
 INJECTION_ID = '=HYPERLINK("x")'
-RULES = "consent.*,rx.first_visit_max_7_days"
 
 
 def _make_canary_data(out: Path) -> Path:
@@ -62,8 +61,6 @@ def pipeline(tmp_path_factory):
             "audit",
             "--db",
             str(db),
-            "--rules",
-            RULES,
             "--as-of",
             "2026-10-31",
             "--violations",

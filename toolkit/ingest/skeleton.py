@@ -15,7 +15,6 @@ import csv
 import glob
 import io
 import json
-import os
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from toolkit.errors import InputFileError, UserError
 from toolkit.ingest import readers as rd
 from toolkit.ingest import suggest
 from toolkit.ingest.parse import looks_like_identifier
+from toolkit.store.files import write_text
 
 #: bytes read to find a CSV header / JSON Lines keys
 HEADER_BYTES = 1 << 20
@@ -213,18 +213,13 @@ def render(sk: Skeleton, out_name: str) -> str:
 
 def write_private(path: Path, text: str, *, force: bool = False) -> None:
     """Write ``text`` to ``path`` as UTF-8, mode 0600; refuse an existing file unless ``force``."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    target = Path(path)
+    if (target.exists() or target.is_symlink()) and not force:
+        raise UserError(f"{path}: already exists; choose another --out or add --force to replace it")
     try:
-        fd = os.open(path, flags, 0o600)
-    except FileExistsError:
-        raise UserError(
-            f"{path}: already exists; choose another --out or add --force to replace it"
-        ) from None
+        write_text(target, text)
     except OSError as exc:
         raise UserError(f"{path}: cannot be written ({exc.strerror})") from None
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        os.fchmod(fh.fileno(), 0o600)
-        fh.write(text)
 
 
 def mapping_init(

@@ -1,5 +1,0 @@
-"""Allow ``python -m toolkit`` (the same as the ``ocaudit`` command)."""
-
-from toolkit.cli import console
-
-raise SystemExit(console())
