@@ -30,7 +30,7 @@ test: $(STAMP) browser
 	@echo "==> running ruff (lint and format check) and the test suite (pytest)"
 	$(BIN)/ruff check toolkit tools tests benchmarks
 	$(BIN)/ruff format --check toolkit tools tests benchmarks
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check toolkit tools tests benchmarks

@@ -33,7 +33,6 @@ from toolkit.survey.package import MAX_PACKAGE_FILE_BYTES, PackageRejected, read
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = ROOT / "tests" / "bad_inputs" / "hostile"
 SAMPLE = ROOT / "sample_data"
-RULES = "consent.*"
 
 
 def fingerprint(path: Path) -> tuple[str, int]:

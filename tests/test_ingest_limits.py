@@ -202,11 +202,14 @@ def test_huge_field_is_streamed_in_bounded_memory(tmp_path: Path) -> None:
     write_huge_field_csv(tmp_path / "sessions.csv", size)
     db = tmp_path / "x.duckdb"
     script = textwrap.dedent(f"""
-        import json, resource, sys
+        import json, sys
         from toolkit.ingest.run import ingest_source
         s = ingest_source({str(db)!r}, {str(tmp_path / "sessions.csv")!r}, out=lambda line: None)
         c = s.tables["sessions"]
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+        # VmHWM is this process's own peak; ru_maxrss would also count the pytest worker it was
+        # spawned from (Linux keeps the pre-exec high-water mark across vfork + exec)
+        hwm_kb = [int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:")][0]
+        rss = hwm_kb // 1024
         print(json.dumps([c.read, c.loaded, c.quarantined, rss]))
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
