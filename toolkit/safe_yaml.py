@@ -73,6 +73,22 @@ class _Refused(Exception):
     pass
 
 
+def read_at_most(fd: int, limit: int) -> bytes | None:
+    """Read an open file to its end, at most ``limit`` bytes; None when it holds more.
+
+    Reads in 64 KiB steps and never more than ``limit + 1`` bytes, so a file that grows while it is
+    read, or a device that never ends, costs at most ``limit`` bytes of memory.
+    """
+    chunks, total = [], 0
+    while total <= limit:
+        chunk = os.read(fd, min(1 << 16, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return None if total > limit else b"".join(chunks)
+
+
 def read_capped(path: str | os.PathLike[str], what: str, limit: int = MAX_YAML_BYTES) -> bytes:
     """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes.
 
@@ -92,16 +108,10 @@ def read_capped(path: str | os.PathLike[str], what: str, limit: int = MAX_YAML_B
             raise YamlFileError(f"{p}: the {what} is not a regular file (a folder, device or pipe)")
         if st.st_size > limit:
             raise YamlFileError(f"{p}: the {what} is {st.st_size} bytes; the limit is {limit} bytes")
-        chunks, total = [], 0
-        while total <= limit:
-            chunk = os.read(fd, min(1 << 16, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > limit:
+        data = read_at_most(fd, limit)
+        if data is None:
             raise YamlFileError(f"{p}: the {what} is larger than the limit of {limit} bytes")
-        return b"".join(chunks)
+        return data
     except OSError as exc:
         raise YamlFileError(f"{p}: cannot read the {what} ({exc.strerror})") from None
     finally:

@@ -22,7 +22,6 @@ of adding to them (it competes with DuckDB for the two cores meanwhile).
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
@@ -102,7 +101,7 @@ def run_audit(
             "data quality",
         )
         con.execute("BEGIN TRANSACTION")
-        try:
+        with store.committed(con):
             n_viol = write_findings(con, run_id, tables, evaluable, set(avail))
             _log(
                 progress,
@@ -127,11 +126,6 @@ def run_audit(
                 {n: h for n, (_, h) in suite_files.items()},
                 run_parameters(cat, selected, rules, network_threshold, attestation_path),
             )
-            con.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):  # a failed COMMIT (disk full) already ended it
-                con.execute("ROLLBACK")
-            raise
     finally:
         con.close()
     _log(progress, f"  stored run {run_id}: {n_viol} violation record(s) in {time.perf_counter() - t0:.1f} s")

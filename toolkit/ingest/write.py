@@ -6,16 +6,13 @@ Upsert by key (DELETE + INSERT of changed keys), ``row_changes``, ``quarantine``
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
-
-import duckdb
 
 from toolkit import __version__
 from toolkit.contract import TABLE_ORDER, TABLES, Table
 from toolkit.ingest.readers import lit, q
 from toolkit.ingest.records import TableCounts
-from toolkit.store import ensure_schema, insert_sql
+from toolkit.store import committed, ensure_schema, insert_sql
 
 INGEST_FILE_COLUMNS = (
     "ingest_id",
@@ -60,15 +57,11 @@ class WritePhase:
             con.execute("BEGIN TRANSACTION")
             self.in_txn = True
         try:
-            for table in TABLE_ORDER:
-                if table in self.tables:
-                    self.summary.tables[table] = self._write_table(table, ingest_id)
-            self._write_records(ingest_id, source, started)
-            con.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):  # a failed COMMIT (disk full) already ended it
-                con.execute("ROLLBACK")
-            raise
+            with committed(con):
+                for table in TABLE_ORDER:
+                    if table in self.tables:
+                        self.summary.tables[table] = self._write_table(table, ingest_id)
+                self._write_records(ingest_id, source, started)
         finally:
             self.in_txn = False
 

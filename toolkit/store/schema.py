@@ -7,8 +7,10 @@ in one transaction and never updated afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
 
 import duckdb
 
@@ -134,6 +136,22 @@ CREATE TABLE IF NOT EXISTS attestations (
 
 
 _ALL_TABLES = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", META_DDL)) | frozenset(TABLE_ORDER)
+
+
+@contextlib.contextmanager
+def committed(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """COMMIT the transaction the caller opened when the block ends; ROLLBACK on any exception.
+
+    A COMMIT that fails (disk full) has already ended the transaction, so the ROLLBACK's own
+    error is ignored and the first error is raised.
+    """
+    try:
+        yield
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
 
 
 def insert_sql(table: str, columns: tuple[str, ...] | list[str]) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 from toolkit import __version__
 from toolkit.errors import UserError
 from toolkit.periods import months_of
+from toolkit.safe_yaml import read_at_most
 from toolkit.store.files import make_dirs, open_owner_only, write_text
 from toolkit.survey.tables import TABLE_IDS, TABLE_SCHEMA_VERSION, build_layout
 
@@ -140,16 +141,10 @@ def _read_member(pkg: Path, fname: str) -> bytes:
                 f"package {name}: {fname} is {st.st_size} bytes; package files are at most "
                 f"{MAX_PACKAGE_FILE_BYTES} bytes"
             )
-        chunks, total = [], 0
-        while total <= MAX_PACKAGE_FILE_BYTES:
-            chunk = os.read(fd, min(1 << 16, MAX_PACKAGE_FILE_BYTES + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        if total > MAX_PACKAGE_FILE_BYTES:
+        data = read_at_most(fd, MAX_PACKAGE_FILE_BYTES)
+        if data is None:
             raise PackageRejected(f"package {name}: {fname} is larger than {MAX_PACKAGE_FILE_BYTES} bytes")
-        return b"".join(chunks)
+        return data
     except OSError as exc:
         raise PackageRejected(f"package {name}: cannot read {fname} ({exc.strerror})") from None
     finally:
