@@ -305,7 +305,11 @@ def test_every_ranged_column_quarantines_a_value_out_of_range(tmp_path: Path, fm
         expected[t.name] = [c.name for c in ranged]
         data: dict[str, list] = {key: [f"K{k}" for k in range(len(ranged) + 1)]}
         for j, c in enumerate(ranged):
-            good = str(c.bounds[0]) if c.type in ("int", "decimal") else "2026-04-01"
+            good = {
+                "int": str(c.bounds[0]),
+                "decimal": str(c.bounds[0]),
+                "timestamptz": "2026-04-01T09:00:00",
+            }.get(c.type, "2026-04-01")
             data[c.name] = [_too_low(c) if k == j else good for k in range(len(ranged) + 1)]
         if fmt == "csv":
             names = list(data)
@@ -335,7 +339,17 @@ def test_every_ranged_column_quarantines_a_value_out_of_range(tmp_path: Path, fm
 
 
 @pytest.mark.parametrize(
-    "value", ["infinity", "-infinity", "epoch", "10000-01-01T00:00:00", "+2026-04-01T09:00:00", "now"]
+    "value",
+    [
+        "infinity",
+        "-infinity",
+        "epoch",
+        "10000-01-01T00:00:00",
+        "+2026-04-01T09:00:00",
+        "now",
+        "2026-04-01",  # a date alone is not a date-and-time (it would read as midnight)
+        "2026-4-1 9:00",
+    ],
 )
 def test_timestamps_that_are_not_iso_dates_and_times_are_quarantined(tmp_path: Path, value: str) -> None:
     src = tmp_path / "src"

@@ -230,9 +230,13 @@ def _fast(c: Column, v: str, m: TableMapping) -> str:
             return f"coalesce(CAST(TRY_STRPTIME({v}, {lit(m.date_format)}) AS DATE), {iso})"
         return iso
     if c.type == "timestamptz":
-        # no offset → session TimeZone (Asia/Tokyo); a 4-digit year first: DuckDB alone would
-        # accept 'epoch', 'infinity', '-infinity' and years past 9999
-        iso = f"CASE WHEN {v} GLOB '[0-9][0-9][0-9][0-9]-*' THEN TRY_CAST({v} AS TIMESTAMPTZ) END"
+        # ISO 8601 date AND time (YYYY-MM-DD, T or space, HH:MM…); no offset → session TimeZone
+        # (Asia/Tokyo). DuckDB alone would accept 'epoch', 'infinity', '-infinity', years past
+        # 9999 and a date alone (as midnight, which would make a date-only consent_at look on time)
+        iso = (
+            f"CASE WHEN {v} GLOB '[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9][T ][0-9][0-9]:[0-9][0-9]*' "
+            f"THEN TRY_CAST({v} AS TIMESTAMPTZ) END"
+        )
         if m.timestamp_format:
             return f"coalesce(TRY_CAST(TRY_STRPTIME({v}, {lit(m.timestamp_format)}) AS TIMESTAMPTZ), {iso})"
         return iso
