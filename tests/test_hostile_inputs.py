@@ -14,13 +14,14 @@ import shutil
 import stat
 import subprocess
 import sys
+import textwrap
 import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures.secutil import cli, make_data
+from tests.fixtures.secutil import cli, env, make_data
 from toolkit import store
 from toolkit.errors import UserError
 from toolkit.ingest.mapping import MappingError, load_mapping
@@ -473,37 +474,57 @@ def test_every_output_is_owner_only_under_umask_000(tmp_path: Path) -> None:
     for p in pre:
         p.write_text("old")
         p.chmod(0o644)
-    cmds = [
-        ["ingest", "--db", str(db), str(data)],
-        ["audit", "--db", str(db), "--as-of", "2026-10-31", "--quiet"]
-        + ["--violations", str(pre[0]), "--json", str(pre[1])],
-        ["report", "--db", str(db), "--out", str(pre[2])],
-        ["feedback", "--db", str(db), "--out", str(out / "feedback")],
-        ["survey", "ec", "--db", str(db), "--period", "2026-04..2026-09", "--institution", "I0001"]
-        + ["--out", str(out / "survey")],
-    ]
-    for i, argv in enumerate(cmds):
-        if i == 4:  # the survey workbook and a package file exist, 0644, before the second survey run
-            r = cli(*argv, umask=0)
-            assert r.returncode == 0, r.stderr[-2000:]
-            for p in (*(out / "survey").glob("*.xlsx"), out / "survey" / "package" / "manifest.json"):
-                p.chmod(0o644)
-        r = cli(*argv, umask=0)
-        assert r.returncode == 0, (argv, r.stdout[-2000:], r.stderr[-2000:])
-    db.chmod(0o644)  # an existing database opened to write is narrowed too
-    r = cli("ingest", "--db", str(db), str(data), umask=0)
-    assert r.returncode == 0, r.stderr[-2000:]
-    merged = tmp_path / "merged"
-    r = cli("survey", "merge", str(out / "survey" / "package"), "--out", str(merged), umask=0)
-    assert r.returncode == 0, r.stderr[-2000:]
     gen = tmp_path / "gen"
     gen.mkdir(mode=0o755)
     (gen / "generation.json").write_text("{}")
     (gen / "generation.json").chmod(0o644)
     gen.chmod(0o755)
-    r = cli("generate", "--sessions", "30", "--out", str(gen), "--format", "csv", umask=0)
-    assert r.returncode == 0, r.stderr[-2000:]
-    r = cli("generate", "--sessions", "30", "--out", str(tmp_path / "genpq"), umask=0)
-    assert r.returncode == 0, r.stderr[-2000:]
+    merged = tmp_path / "merged"
+    survey = ["survey", "ec", "--db", str(db), "--period", "2026-04..2026-09", "--institution", "I0001"]
+    steps: list[dict] = [
+        {"argv": ["ingest", "--db", str(db), str(data)]},
+        {
+            "argv": ["audit", "--db", str(db), "--as-of", "2026-10-31", "--quiet"]
+            + ["--violations", str(pre[0]), "--json", str(pre[1])]
+        },
+        {"argv": ["report", "--db", str(db), "--out", str(pre[2])]},
+        {"argv": ["feedback", "--db", str(db), "--out", str(out / "feedback")]},
+        {"argv": [*survey, "--out", str(out / "survey")]},
+        # the survey workbook and a package file exist, 0644, before the second survey run
+        {"chmod": [str(out / "survey"), "*.xlsx"]},
+        {"chmod": [str(out / "survey" / "package"), "manifest.json"]},
+        {"argv": [*survey, "--out", str(out / "survey")]},
+        {"chmod": [str(out), "clinic.duckdb"]},  # an existing database opened to write is narrowed too
+        {"argv": ["ingest", "--db", str(db), str(data)]},
+        {"argv": ["survey", "merge", str(out / "survey" / "package"), "--out", str(merged)]},
+        {"argv": ["generate", "--sessions", "30", "--out", str(gen), "--format", "csv"]},
+        {"argv": ["generate", "--sessions", "30", "--out", str(tmp_path / "genpq")]},
+    ]
+    # One interpreter runs every command (the umask is set to 000 again before each, since a
+    # command narrows its own process's umask once it opens the database).
+    driver = textwrap.dedent("""
+        import json, os, sys
+        from pathlib import Path
+        from toolkit.cli import main
+        for step in json.loads(sys.argv[1]):
+            if "chmod" in step:
+                folder, pattern = step["chmod"]
+                for p in Path(folder).glob(pattern):
+                    p.chmod(0o644)
+                continue
+            os.umask(0)
+            code = main(step["argv"])
+            if code != 0:
+                sys.exit(f"{step['argv'][:2]} exited {code}")
+    """)
+    r = subprocess.run(
+        [sys.executable, "-c", driver, json.dumps(steps)],
+        capture_output=True,
+        text=True,
+        env=env(),
+        cwd=ROOT,
+        timeout=600,
+    )
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-2000:])
     assert len(list(out.rglob("*"))) > 20
     assert _loose(out) + _loose(merged) + _loose(gen) + _loose(tmp_path / "genpq") == []
