@@ -65,6 +65,9 @@ def test_verdict_compliant_not_compliant_incomplete() -> None:
     assert "sessions.consent_at" in v.line() and "consent.recorded" in v.line()
     assert compute_verdict([*ok, _row("a.e", "must", "error")]).code == "incomplete"
     assert compute_verdict([*ok, _row("a.q", "must", "weird")]).code == "incomplete"  # unknown ≠ pass
+    only_should = compute_verdict([_row("s.z", "should", "passed")])  # no must rule: nothing shows compliance
+    assert only_should.code == "incomplete" and "no must-follow rule" in only_should.summary_en()
+    assert "0 must-follow" not in only_should.summary_en()
 
 
 def test_incomplete_wins_and_still_names_the_findings() -> None:

@@ -197,6 +197,8 @@ class Verdict:
             return f"最低限遵守事項 {self.must_rules} 規則をすべて確認し、違反・記録なしはありませんでした。"
         if self.code == "not_compliant":
             return f"最低限遵守事項 {self.must_rules} 規則をすべて確認しました。{found}。"
+        if not self.n_must_not_checked:  # incomplete because the run holds no must rule at all
+            return "この実行には最低限遵守事項の規則の結果がないため、遵守を示せません。"
         text = f"最低限遵守事項 {self.n_must_not_checked} 規則を確認できなかったため、遵守を示せません。"
         if self.missing_columns:
             text += f"不足している列: {', '.join(self.missing_columns)}。"
@@ -216,6 +218,8 @@ class Verdict:
             )
         if self.code == "not_compliant":
             return f"All {self.must_rules} must-follow rules were checked; {found}."
+        if not self.n_must_not_checked:  # incomplete because the run holds no must rule at all
+            return "This run holds no must-follow rule result, so compliance cannot be shown."
         text = f"{self.n_must_not_checked} must-follow rule(s) could not be checked, so compliance cannot be shown."
         if self.missing_columns:
             text += f" Missing columns: {', '.join(self.missing_columns)}."

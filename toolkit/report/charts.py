@@ -53,7 +53,7 @@ def to_svg(chart: alt.TopLevelMixin) -> str:
     Element ids (clip paths, gradients) get a per-chart prefix so that several charts inlined in
     one page do not point at each other's definitions.
     """
-    svg = _render_svg(json.dumps(chart.to_dict(), sort_keys=True, default=str))
+    svg = _render_svg(json.dumps(chart.to_dict(), sort_keys=True))
     prefix = f"c{next(_svg_counter)}-"
     for old in set(re.findall(r'\sid="([^"]+)"', svg)):
         svg = (

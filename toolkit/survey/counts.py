@@ -25,35 +25,18 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> list[d
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
+#: The session's start in Japan time, as the audit reads it (:func:`toolkit.rules.facts.japan_time`).
+JST_START = facts.japan_time("s.started_at")
+
+
 def _session_filter(months: list[str], institution: str | None) -> tuple[str, list[Any]]:
     marks = ", ".join("?" for _ in months)
-    sql = f"strftime(timezone('Asia/Tokyo', s.started_at), '%Y-%m') IN ({marks})"
+    sql = f"strftime({JST_START}, '%Y-%m') IN ({marks})"
     params: list[Any] = list(months)
     if institution is not None:
         sql += " AND s.institution_id = ?"
         params.append(institution)
     return sql, params
-
-
-def _facts_ctes(as_of: dt.date | None) -> str:
-    """The CTEs every survey query starts from: the rules' own drug flags, EC lines and EC case facts."""
-    as_of_sql = "NULL::DATE" if as_of is None else f"DATE '{as_of.isoformat()}'"
-    return f"""drug_flags AS ({facts.DRUG_FLAGS_SELECT}),
-lines AS ({facts.ec_lines_select("drug_flags")}),
-ec_facts AS (
-  SELECT e.session_id, s.started_at, s.institution_id,
-    strftime(timezone('Asia/Tokyo', s.started_at), '%Y-%m') AS month,
-    CAST(timezone('Asia/Tokyo', s.started_at) AS DATE) AS sdate,
-    {facts.ec_prescriber_class("d.doctor_id", "d.specialty", "d.ec_training_on", "CAST(timezone('Asia/Tokyo', s.started_at) AS DATE)")}
-      AS prescriber,
-    {facts.ec_follow_up_window("e.follow_up_due_on", "CAST(timezone('Asia/Tokyo', s.started_at) AS DATE)")}
-      AS follow_up_window,
-    {facts.ec_follow_up_status("e.follow_up_due_on", "e.follow_up_visited_on", as_of_sql)} AS follow_up_status,
-    {facts.adult("pt.birth_date", "pt.birth_year", "CAST(timezone('Asia/Tokyo', s.started_at) AS DATE)")} AS adult
-  FROM ec_cases e
-  JOIN sessions s ON s.session_id = e.session_id
-  LEFT JOIN doctors d ON d.doctor_id = s.doctor_id
-  LEFT JOIN patients pt ON pt.patient_id = s.patient_id)"""
 
 
 def ec_case_rows(
@@ -62,23 +45,31 @@ def ec_case_rows(
     """One dict per EC case in the period, with the fields the tables need (exact, local use only).
 
     The categories the EC rules are judged on (prescriber class, follow-up window and status,
-    adult) come from the same SQL as the audit's (:mod:`toolkit.rules.facts`); ``follow_up_status``
-    is NULL when ``as_of`` is not given.
+    adult) and the EC tablet lines come from the same SQL as the audit's
+    (:mod:`toolkit.rules.facts`); ``follow_up_status`` is NULL when ``as_of`` is not given.
     """
     where, params = _session_filter(months, institution)
-    sql = f"""WITH {_facts_ctes(as_of)}
-SELECT e.session_id, e.reason, e.referred_by_support_center, e.assault_suspected,
-  e.police_or_onestop_referred, e.child_guidance_notified, e.contraception_counselled,
-  f.month, f.sdate, f.prescriber, f.follow_up_window, f.follow_up_status, f.adult,
+    as_of_sql = "NULL::DATE" if as_of is None else f"DATE '{as_of.isoformat()}'"
+    sql = f"""WITH drug_flags AS ({facts.DRUG_FLAGS_SELECT}),
+lines AS ({facts.ec_lines_select("drug_flags")}),
+cases AS (
+  SELECT e.*, s.doctor_id, s.patient_id,
+    strftime({JST_START}, '%Y-%m') AS month, CAST({JST_START} AS DATE) AS sdate
+  FROM ec_cases e JOIN sessions s ON s.session_id = e.session_id
+  WHERE {where})
+SELECT c.session_id, c.reason, c.referred_by_support_center, c.assault_suspected,
+  c.police_or_onestop_referred, c.child_guidance_notified, c.contraception_counselled, c.month, c.sdate,
+  {facts.ec_prescriber_class("d.doctor_id", "d.specialty", "d.ec_training_on", "c.sdate")} AS prescriber,
+  {facts.ec_follow_up_window("c.follow_up_due_on", "c.sdate")} AS follow_up_window,
+  {facts.ec_follow_up_status("c.follow_up_due_on", "c.follow_up_visited_on", as_of_sql)} AS follow_up_status,
+  {facts.adult("pt.birth_date", "pt.birth_year", "c.sdate")} AS adult,
   pt.birth_date, pt.birth_year,
   coalesce(l.n_lines, 0) AS n_lines, l.min_q, l.outside, l.pharmacist_trained, l.witnessed_intake
-FROM ec_cases e
-JOIN ec_facts f ON f.session_id = e.session_id
-JOIN sessions s ON s.session_id = e.session_id
-LEFT JOIN patients pt ON pt.patient_id = s.patient_id
-LEFT JOIN lines l ON l.session_id = e.session_id
-WHERE {where}
-ORDER BY e.session_id"""
+FROM cases c
+LEFT JOIN doctors d ON d.doctor_id = c.doctor_id
+LEFT JOIN patients pt ON pt.patient_id = c.patient_id
+LEFT JOIN lines l ON l.session_id = c.session_id
+ORDER BY c.session_id"""
     return _rows(con, sql, params)
 
 
@@ -163,7 +154,7 @@ def t6_rows(
     where, params = _session_filter(months, institution)
     sql = f"""WITH drug_flags AS ({facts.DRUG_FLAGS_SELECT}),
 per_session AS (
-  SELECT s.session_id, strftime(timezone('Asia/Tokyo', s.started_at), '%Y-%m') AS month,
+  SELECT s.session_id, strftime({JST_START}, '%Y-%m') AS month,
     {facts.history_known("s")} IS TRUE AS hk,
     bool_or(coalesce(f.narcotic, FALSE) OR coalesce(f.psychotropic, FALSE)) AS narc_psych,
     bool_or(coalesce(f.high_risk, FALSE)) AS high_risk,

@@ -48,6 +48,20 @@ class World:
     unlisted_ec: list[tuple[str, str]] = field(default_factory=list)
 
 
+#: The items a care plan must hold (care_plan.complete), in the order the generator picks from.
+CARE_PLAN_ITEMS = (
+    "has_content",
+    "has_schedule",
+    "has_hours",
+    "has_method",
+    "has_stop_conditions",
+    "has_cooperation",
+    "has_emergency_plan",
+    "has_doctor_names",
+    "has_security_scope",
+)
+
+
 def _choice_obj(rng: np.random.Generator, values: list, p: list[float] | None, n: int) -> np.ndarray:
     arr = np.empty(len(values), dtype=object)
     arr[:] = values
@@ -225,17 +239,7 @@ def build_chunk(
         "doctors": docs_txt,
         "deleted_at": np.full(n_plan, NULL_I, np.int64),
     }
-    for h in (
-        "has_content",
-        "has_schedule",
-        "has_hours",
-        "has_method",
-        "has_stop_conditions",
-        "has_cooperation",
-        "has_emergency_plan",
-        "has_doctor_names",
-        "has_security_scope",
-    ):
+    for h in CARE_PLAN_ITEMS:
         plans[h] = np.ones(n_plan, np.int8)
     plans["_patient"] = plan_pat
     plans["_online_first"] = online_first

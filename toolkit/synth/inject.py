@@ -11,7 +11,7 @@ from collections import Counter
 
 import numpy as np
 
-from toolkit.synth.chunk import AS_OF_DAY, DAY, OC, OR, World
+from toolkit.synth.chunk import AS_OF_DAY, CARE_PLAN_ITEMS, DAY, OC, OR, World
 from toolkit.synth.inject_ec_rx import EcAndPrescriptionInjections
 from toolkit.synth.io import NULL_I
 
@@ -154,17 +154,7 @@ class Injector(EcAndPrescriptionInjections):
             self.counts[("care_plan.after_first_visit", "violated")] += got
         in_use = np.zeros(n_plan, bool)
         in_use[s["_plan"][s["_plan"] >= 0]] = True
-        items = [
-            "has_content",
-            "has_schedule",
-            "has_hours",
-            "has_method",
-            "has_stop_conditions",
-            "has_cooperation",
-            "has_emergency_plan",
-            "has_doctor_names",
-            "has_security_scope",
-        ]
+        items = CARE_PLAN_ITEMS
 
         def incomplete(value: int):
             def f(idx: np.ndarray) -> None:
