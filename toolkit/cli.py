@@ -150,12 +150,58 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RULE=RATE",
         help="fail (exit 1) when a rule's non-compliance rate exceeds RATE; exit 3 when it could not be checked",
     )
+    s.add_argument(
+        "--except",
+        dest="except_states",
+        action="append",
+        choices=("justified",),
+        default=[],
+        help="--except justified: findings whose review mark is justified (正当な例外) are left out of the "
+        "--fail-on and --max-rate checks (exit code only; they still count in every rate shown)",
+    )
 
     s = sub.add_parser("feedback", help="per-doctor feedback sheets (フィードバック)")
     s.add_argument("--db", required=True)
     s.add_argument("--doctor", help="one doctor id (default: every doctor)")
     s.add_argument("--out", required=True, help="output file (one doctor) or folder (all)")
     s.add_argument("--run", help="audit run id (default: the latest complete run; a partial run only by id)")
+
+    s = sub.add_parser(
+        "review",
+        help="review marks on findings (指摘の確認): Excel export and import",
+        description="Mark findings open / acknowledged / corrected / justified (未対応・確認中・訂正済み・正当な例外). "
+        "Marks are kept append-only in the DuckDB file; reports and feedback sheets show them per rule.",
+    )
+    rsub = s.add_subparsers(dest="review_command", required=True)
+    rx = rsub.add_parser(
+        "export",
+        help="write a run's findings with their marks and empty new-state columns (.xlsx)",
+        description="Write one run's findings (ids only) with their current review mark and empty "
+        "new_state / new_note / new_marked_by columns, formula-safe, mode 0600.",
+    )
+    rx.add_argument("--db", required=True)
+    rx.add_argument("--out", required=True, help="Excel file to write (e.g. marks.xlsx)")
+    rx.add_argument("--rule", help="only rules matching this glob, e.g. 'ec.*'")
+    rx.add_argument(
+        "--state",
+        help="only findings in these current states, comma-separated: open, acknowledged, corrected, "
+        "justified, still_present (marked corrected but still flagged)",
+    )
+    rx.add_argument("--run", help="audit run id (default: the latest complete run)")
+    ri = rsub.add_parser(
+        "import",
+        help="apply a filled-in review sheet (every row validated; all or nothing)",
+        description="Apply the rows of a review sheet whose new_state is filled in. Every row is "
+        "validated; a bad row (unknown rule or record, a record never flagged, a bad state or change, "
+        "a finding marked by someone else since the export) is reported by sheet row and nothing is "
+        "applied, unless --skip-bad.",
+    )
+    ri.add_argument("--db", required=True)
+    ri.add_argument("sheet", help="the .xlsx written by `ocaudit review export`, filled in")
+    ri.add_argument("--skip-bad", action="store_true", help="apply the good rows and list the bad ones")
+    ri.add_argument(
+        "--by", help="reviewer name or staff id for rows with an empty new_marked_by (no patient data)"
+    )
 
     s = sub.add_parser("survey", help="MHLW-style surveys (実態調査)")
     ssub = s.add_subparsers(dest="survey_command", required=True)
@@ -249,6 +295,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from toolkit.report import feedback
 
         return feedback.cli_feedback(args)
+    if cmd == "review":
+        from toolkit.review import sheet
+
+        if args.review_command == "export":
+            return sheet.cli_review_export(args)
+        return sheet.cli_review_import(args)
     if cmd == "survey":
         from toolkit.survey import run as survey
 

@@ -20,6 +20,7 @@ from toolkit import store
 from toolkit.audit import verdict
 from toolkit.errors import UserError
 from toolkit.report import stats
+from toolkit.review import summary as review_summary_mod
 
 EVALUATED = ("passed", "failed")
 
@@ -543,3 +544,45 @@ def busiest_overlap_doctor(con: duckdb.DuckDBPyConnection, run_id: str, scope: S
         [run_id, *params],
     ).fetchone()
     return row[0] if row else None
+
+
+def review_summary(
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    prev_run_id: str | None = None,
+    scope: Scope = Scope(),
+    doctor: str | None = None,
+    changes: pd.DataFrame | None = None,
+    source: str = "violations",
+) -> dict:
+    """Review marks of the run's findings in ``scope`` (and of one ``doctor``), for templates and thresholds.
+
+    Keys: ``rules`` (per rule: :data:`toolkit.review.summary.ALL_COLUMNS`, level and titles),
+    ``totals``, ``still_present`` (findings marked corrected and still flagged), ``justified``
+    (rule → count, for ``--except justified``), ``any_marks``, ``prev_id``. ``changes``: the
+    run's :func:`violation_changes` if the caller has it (resolved findings are matched to marks).
+    """
+    where, params = _strata_where(scope, "v")
+    if doctor is not None:
+        where, params = f"{where} AND v.doctor_id = ?", [*params, doctor]
+    resolved = None
+    if prev_run_id is not None and doctor is None:
+        changes = violation_changes(con, run_id, prev_run_id, scope) if changes is None else changes
+        rules = list(changes.loc[changes["resolved"] > 0, "rule_id"])
+        resolved = review_summary_mod.resolved_marked(con, run_id, prev_run_id, rules, where, params)
+    counts = review_summary_mod.mark_counts(con, run_id, where, params, source)
+    meta = con.execute(
+        "SELECT rule_id, level, section, title_ja, title_en FROM rule_results WHERE run_id = ?", [run_id]
+    )
+    frame = review_summary_mod.combine(counts, resolved).merge(meta.df(), on="rule_id", how="left")
+    frame["_key"] = frame["section"].fillna("").map(lambda x: section_key(section_group(x)))
+    frame = frame.sort_values(["level", "_key", "rule_id"]).drop(columns="_key").reset_index(drop=True)
+    present = review_summary_mod.still_present(con, run_id, where, params, source=source)
+    return {
+        "rules": frame.astype(object).where(frame.notna(), None).to_dict("records"),
+        "totals": {c: int(frame[c].sum()) for c in review_summary_mod.ALL_COLUMNS},
+        "still_present": present.astype(object).where(present.notna(), None).to_dict("records"),
+        "justified": {r: int(n) for r, n in zip(frame["rule_id"], frame["justified"], strict=True) if n},
+        "any_marks": review_summary_mod.any_marks(con),
+        "prev_id": prev_run_id if doctor is None else None,
+    }

@@ -145,6 +145,7 @@ def render_sheet(
         "must": _records(frame[frame["level"] == "must"]),
         "should": _records(frame[frame["level"] == "should"]),
         "records": _records(records),
+        "review": rd.review_summary(con, run_id, doctor=doctor_id, source=source),
     }
     return jinja_env().get_template("feedback.html.j2").render(**ctx)
 

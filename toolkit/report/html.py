@@ -274,6 +274,7 @@ def build_context(
         ctx["change_rules"] = set(changes["rule_id"])
         svg["changes"] = _svg(charts.run_changes, changes) if len(changes) else None
         svg["rate_change"] = _svg(charts.rate_change, rates) if len(rates) else None
+    ctx["review"] = rd.review_summary(con, run_id, prev_id, scope, changes=changes if prev_id else None)
     ctx["svg"] = svg
     ctx["frame"] = frame
     return ctx
@@ -297,21 +298,28 @@ def parse_max_rates(items: Sequence[str]) -> list[tuple[str, float]]:
 
 
 def evaluate_thresholds(
-    frame: pd.DataFrame, fail_on: str = "none", max_rates: Sequence[tuple[str, float]] = ()
+    frame: pd.DataFrame,
+    fail_on: str = "none",
+    max_rates: Sequence[tuple[str, float]] = (),
+    ignored: dict[str, int] | None = None,
 ) -> list[str]:
     """Plain-language list of broken thresholds (empty = exit 0).
 
     ``fail_on='must'``: any must rule with violated + not_evidenced > 0; ``'should'``: any must or
     should rule. ``max_rates``: (glob, R) — a matching rule whose non-compliance rate exceeds R.
-    A pattern that matches no rule of the run is a usage error.
+    A pattern that matches no rule of the run is a usage error. ``ignored``: rule → findings left
+    out of both checks (``--except justified``: the justified ones); the rates shown do not change.
     """
     levels = {"must": ("must",), "should": ("must", "should"), "none": ()}[fail_on]
+    ignored = ignored or {}
     breaches = []
     for r in frame.itertuples():
-        bad = r.violated + r.not_evidenced
+        skip = ignored.get(r.rule_id, 0)
+        bad = r.violated + r.not_evidenced - skip
         if r.level in levels and bad > 0:
+            but = f" (+{skip} justified, ignored 正当な例外は除外)" if skip else ""
             breaches.append(
-                f"{r.rule_id} ({r.level}): {bad} of {r.denominator} records violated or not evidenced"
+                f"{r.rule_id} ({r.level}): {bad} of {r.denominator} records violated or not evidenced{but}"
             )
     for pattern, limit in max_rates:
         hit = frame[frame["rule_id"].map(lambda rid, p=pattern: fnmatch.fnmatchcase(rid, p))]
@@ -320,8 +328,11 @@ def evaluate_thresholds(
                 f"--max-rate {pattern}: no rule of this run matches; rule ids look like consent.recorded"
             )
         for r in hit.itertuples():
-            if r.denominator > 0 and r.noncompliance_rate > limit:
-                breaches.append(f"{r.rule_id}: non-compliance {r.noncompliance_rate:.4f} > max {limit}")
+            skip = ignored.get(r.rule_id, 0)
+            rate = (r.violated + r.not_evidenced - skip) / r.denominator if r.denominator > 0 else 0.0
+            if rate > limit:
+                but = f" ({skip} justified ignored 正当な例外を除外)" if skip else ""
+                breaches.append(f"{r.rule_id}: non-compliance {rate:.4f} > max {limit}{but}")
     return breaches
 
 
@@ -356,8 +367,12 @@ def write_report(
     period: str | tuple[str, str] | None = None,
     fail_on: str = "none",
     max_rates: Sequence[str] = (),
+    except_states: Sequence[str] = (),
 ) -> ReportResult:
-    """Write the HTML report of one run to ``out`` (mode 0600) and evaluate the thresholds."""
+    """Write the HTML report of one run to ``out`` (mode 0600) and evaluate the thresholds.
+
+    ``except_states=("justified",)``: findings marked justified do not break ``fail_on``/``max_rates``.
+    """
     t0 = time.monotonic()
     per = period_bounds(period) if isinstance(period, str) or period is None else tuple(period)
     scope = Scope(institution=institution, period=per)
@@ -367,11 +382,13 @@ def write_report(
         ctx = build_context(con, run_id, scope)
     finally:
         con.close()
-    breaches = evaluate_thresholds(ctx["frame"], fail_on, limits)
+    ignored = ctx["review"]["justified"] if "justified" in except_states else {}
+    breaches = evaluate_thresholds(ctx["frame"], fail_on, limits, ignored)
     incomplete = evaluate_incomplete(ctx["verdict"], ctx["frame"], fail_on, limits)
     ctx["thresholds"] = {
         "fail_on": fail_on,
         "max_rates": limits,
+        "except": list(except_states),
         "breaches": breaches,
         "incomplete": incomplete,
     }
@@ -401,6 +418,7 @@ def cli_report(args: argparse.Namespace) -> int:
         period=args.period,
         fail_on=args.fail_on,
         max_rates=args.max_rate or [],
+        except_states=getattr(args, "except_states", None) or [],
     )
     print(
         f"report written 報告書を出力しました: {res.path.resolve()} (run {res.run_id}, {res.seconds:.1f} s; "

@@ -19,6 +19,7 @@ import csv
 import os
 import stat
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -172,3 +173,67 @@ def write_excel(
                         12, min(48, len(str(c.value or "")) + 4)
                     )
     return path
+
+
+def unneutralise(value: Any) -> Any:
+    """The inverse of :func:`neutralise` for a cell read back: drop the apostrophe it added."""
+    if isinstance(value, str) and value.startswith("'") and value[1:].startswith(DANGEROUS_PREFIXES):
+        return value[1:]
+    return value
+
+
+@dataclass
+class ExcelSheet:
+    """One sheet for :func:`write_excel_rows`: a bold header row and rows streamed from an iterable.
+
+    ``widths``: column widths (characters); ``choices``: 0-based column → the values of a
+    drop-down list offered on every data row of that column (typing other text stays possible).
+    """
+
+    name: str
+    header: Sequence[str]
+    rows: Iterable[Sequence[Any]]
+    widths: Sequence[int] = ()
+    choices: dict[int, Sequence[str]] = field(default_factory=dict)
+
+
+def write_excel_rows(sheets: Sequence[ExcelSheet], path: str | os.PathLike[str]) -> tuple[Path, list[int]]:
+    """Write sheets whose rows are streamed (openpyxl write-only mode), every cell neutralised.
+
+    Memory stays bounded whatever the number of rows: each row goes to the workbook as it comes.
+    The header row is frozen. Returns the path and the number of data rows written per sheet.
+    """
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    path = Path(path)
+    wb = Workbook(write_only=True)
+    counts = []
+    for spec in sheets:
+        ws = wb.create_sheet(spec.name[:31])
+        ws.freeze_panes = "A2"
+        for i, w in enumerate(spec.widths, start=1):
+            ws.column_dimensions[get_column_letter(i)].width = w
+        header = []
+        for h in spec.header:
+            cell = WriteOnlyCell(ws, value=neutralise(h))
+            cell.font = Font(bold=True)
+            header.append(cell)
+        ws.append(header)
+        n = 0
+        for row in spec.rows:
+            ws.append([neutralise(v) for v in row])
+            n += 1
+        for col, values in spec.choices.items():
+            listed = ",".join(str(v).replace('"', "") for v in values)
+            dv = DataValidation(type="list", formula1=f'"{listed}"', allow_blank=True, showErrorMessage=False)
+            letter = get_column_letter(col + 1)
+            dv.add(f"{letter}2:{letter}{max(n, 1) + 1}")
+            ws.data_validations.append(dv)
+        counts.append(n)
+    with open_owner_only(path, "wb") as fh:
+        wb.save(fh)
+    return path, counts

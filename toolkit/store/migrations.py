@@ -7,6 +7,8 @@ Schema versions:
 * **1** — records ``schema_version`` in ``schema_meta``; ``rule_results.missing_columns``
   (``VARCHAR[]``) before ``message``; ``ingest_files.columns_present`` (``VARCHAR[]``) after
   ``encoding``.
+* **2** — reserved for the data contract v1.1 (another branch adds it).
+* **3** — the ``review_marks`` table (append-only review marks on findings; see ``toolkit/review``).
 
 A migration rebuilds a table when a column is added in the middle: the stages insert rows
 positionally, so column order is part of the layout. Every migration runs inside the caller's
@@ -81,6 +83,13 @@ def _v0_to_v1(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
+def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
+    # a new table only: no existing row changes
+    from toolkit.store.schema import REVIEW_MARKS_DDL
+
+    con.execute(REVIEW_MARKS_DDL)
+
+
 #: (version reached, what it does, function) in order; the file's version is set after each step.
 MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] = [
     (
@@ -88,6 +97,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] =
         "record the schema version; add rule_results.missing_columns and ingest_files.columns_present",
         _v0_to_v1,
     ),
+    (3, "add the review_marks table (append-only review marks on findings)", _v2_to_v3),
 ]
 
 LATEST = MIGRATIONS[-1][0]
@@ -103,5 +113,6 @@ def migrate(con: duckdb.DuckDBPyConnection, from_version: int) -> list[str]:
         if version > from_version:
             fn(con)
             con.execute("INSERT OR REPLACE INTO schema_meta VALUES ('schema_version', ?)", [str(version)])
-            done.append(f"v{version - 1}→v{version}: {what}")
+            done.append(f"v{from_version}→v{version}: {what}")
+            from_version = version
     return done

@@ -17,7 +17,7 @@ import duckdb
 from toolkit.contract import TABLE_ORDER, TABLES
 
 #: Bump when the layout changes; :func:`ensure_schema` migrates older files or refuses them.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 
 META_DDL = """
 CREATE TABLE IF NOT EXISTS schema_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -133,6 +133,25 @@ CREATE TABLE IF NOT EXISTS attestations (
     note        VARCHAR
 );
 """
+
+#: Review marks on findings (append-only; the current state of a finding is its latest mark, the
+#: highest ``mark_id``). Keyed by what stays stable across runs: (rule_id, entity, entity_id);
+#: ``run_id`` is the run whose finding the reviewer saw. Added by schema version 3.
+REVIEW_MARKS_DDL = """
+CREATE TABLE IF NOT EXISTS review_marks (
+    mark_id   BIGINT PRIMARY KEY,
+    rule_id   VARCHAR NOT NULL,
+    entity    VARCHAR NOT NULL,
+    entity_id VARCHAR NOT NULL,
+    state     VARCHAR NOT NULL,
+    marked_by VARCHAR NOT NULL,
+    marked_at TIMESTAMPTZ NOT NULL,
+    note      VARCHAR,
+    run_id    VARCHAR
+);
+"""
+
+META_DDL += REVIEW_MARKS_DDL
 
 
 _ALL_TABLES = frozenset(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", META_DDL)) | frozenset(TABLE_ORDER)
