@@ -202,7 +202,7 @@ def add_requests(
     if own:
         con.execute("BEGIN TRANSACTION")
     try:
-        first = con.execute("SELECT coalesce(max(mark_id), 0) + 1 FROM review_marks").fetchone()[0]
+        first = con.execute("SELECT coalesce(max(mark_id), 0) + 1 FROM review_marks").fetchall()[0][0]
         ids = list(range(first, first + len(requests)))
         at = _now()
         rows = pd.DataFrame(
