@@ -349,3 +349,53 @@ def test_survey_packages_never_hold_notes(tmp_path: Path) -> None:
             with zipfile.ZipFile(p) as z:
                 data = b"".join(z.read(n) for n in z.namelist())
         assert b"CANARY" not in data, p
+
+
+# --- the real pipeline: two audits, one record fixed at the source and one not -----------------
+
+
+@pytest.mark.slow
+def test_two_audits_record_fixed_or_not(tmp_path: Path) -> None:
+    from tests.fixtures.secutil import make_data, rewrite_csv
+
+    data = make_data(tmp_path / "data", sessions=60)
+    db = tmp_path / "p.duckdb"
+    audit = ["audit", "--db", str(db), "--as-of", "2026-10-15", "--quiet", "--rules", "consent.*"]
+    assert main(["ingest", "--db", str(db), str(data)]) == 0 and main(audit) == 0
+    con = store.connect(db, read_only=True)
+    run1 = store.runs_newest_first(con)[0][0]
+    con.close()
+    xlsx = tmp_path / "m.xlsx"
+    assert main(["review", "export", "--db", str(db), "--out", str(xlsx), "--run", run1]) == 0
+    found = [r[4] for r in openpyxl.load_workbook(xlsx)[sheet.SHEET].iter_rows(min_row=2, values_only=True)]
+    fixed = "S000-0000005"  # consent_at after started_at: consent.recorded
+    assert fixed in found and len(found) >= 2
+    filled = _fill(xlsx, {eid: ("corrected", "fixed in the EHR", "QA") for eid in found})
+    assert main(["review", "import", "--db", str(db), str(filled)]) == 0
+    # only S000-0000005 is fixed at the source; the next export and audit see it
+    rewrite_csv(
+        data / "sessions.csv",
+        lambda rows: [
+            {**r, "consent_at": "2026-04-03T14:50:00+09:00"} if r["session_id"] == fixed else r for r in rows
+        ],
+    )
+    assert main(["ingest", "--db", str(db), str(data)]) == 0 and main(audit) == 0
+    con = store.connect(db, read_only=True)
+    try:
+        run2 = store.runs_newest_first(con)[0][0]
+        assert run2 != run1
+        counts = summary.mark_counts(con, run2)
+        assert int(counts["corrected_still_present"].sum()) == len(found) - 1
+        assert int(counts["corrected_pending"].sum()) == 0
+        present = summary.still_present(con, run2)
+        assert fixed not in set(present["entity_id"]) and len(present) == len(found) - 1
+        res = summary.resolved_marked(con, run2, run1, ["consent.recorded"]).set_index("rule_id")
+        assert res.loc[
+            "consent.recorded", ["resolved", "resolved_marked", "resolved_corrected"]
+        ].tolist() == [1, 1, 1]
+        # run 1 (its data loaded before the marks): corrected, awaiting the next run
+        assert int(summary.mark_counts(con, run1)["corrected_pending"].sum()) == len(found)
+    finally:
+        con.close()
+    out = tmp_path / "still.xlsx"
+    assert sheet.export_sheet(db, out, run_id=run2, state="still_present").rows == len(found) - 1

@@ -160,3 +160,34 @@ def test_newer_version_is_refused_with_upgrade_advice(tmp_path):
     assert r.returncode == 2
     assert "newer ocaudit" in r.stderr and "Upgrade ocaudit" in r.stderr and "Traceback" not in r.stderr
     assert _sha(db) == h  # refused before anything was written
+
+
+def _make_v1(path: Path) -> Path:
+    """A file in layout 1: the v0 fixture with the v0→v1 step applied and version 1 recorded."""
+    make(path)
+    con = duckdb.connect(str(path))
+    migrations._v0_to_v1(con)
+    con.execute("CREATE TABLE schema_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+    con.execute("INSERT INTO schema_meta (key, value) VALUES ('schema_version', '1')")
+    con.close()
+    return path
+
+
+def test_v1_is_migrated_to_the_latest_version_with_review_marks(tmp_path):
+    from toolkit.review import marks
+
+    v1 = _make_v1(tmp_path / "v1.duckdb")
+    con = duckdb.connect(str(v1), read_only=True)
+    assert store.schema_version(con) == 1 and not store.table_exists(con, "review_marks")
+    con.close()
+    con = store.connect(v1)
+    store.ensure_schema(con)
+    assert store.schema_version(con) == store.SCHEMA_VERSION == migrations.LATEST
+    assert con.execute("SELECT count(*) FROM violations").fetchone()[0] == 1  # nothing lost
+    # the v0 run's finding can be marked at once
+    assert marks.add_marks(con, [("consent.recorded", "session", "S0002")], "acknowledged", "QA") == [1]
+    con.close()
+    assert _cols(v1, "review_marks") == _fresh_columns(tmp_path, "review_marks")
+    assert _cols(v1, "rule_results") == _fresh_columns(tmp_path, "rule_results")
+    done = migrations.migrate(duckdb.connect(":memory:"), migrations.LATEST)
+    assert done == []  # nothing left to do at the latest version
