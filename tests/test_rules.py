@@ -1238,7 +1238,9 @@ def test_care_plan_rules_take_the_institution_of_the_sessions_using_the_plan(aud
         if c.expect in ("violated", "not_evidenced"):
             used = c.s.get("care_plan_id", "CP") is not None
             major = {e.get("institution_id") for e in c.extra_sessions} - {None}
-            expected[f"CP{n}"] = (major.pop() if len(c.extra_sessions) > 1 and major else f"I{n}") if used else None
+            expected[f"CP{n}"] = (
+                (major.pop() if len(c.extra_sessions) > 1 and major else f"I{n}") if used else None
+            )
     assert expected and {k: got.get(k) for k in expected} == expected
     assert "I_PLAN_MAJOR" in expected.values()
     assert unknown_used == 0  # care_plan.complete covers used plans only: none is unknown
