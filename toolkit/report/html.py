@@ -232,6 +232,7 @@ def build_context(
         "must": rd.pooled(frame, "must"),
         "should": rd.pooled(frame, "should"),
         "how_to_read": text.HOW_TO_READ,
+        "sortable": True,
     }
     ctx["not_evaluated"] = [r for r in ctx["rules"] if r["status"] in verdict_mod.UNCHECKED]
     ctx["fix_first"] = overview.fix_first(con, run_id, frame, scope)

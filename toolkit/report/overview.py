@@ -32,7 +32,7 @@ _RUN_META = re.compile(rb'id="run-meta" data-run="([^"]+)"')
 
 
 def fix_first(
-    con: duckdb.DuckDBPyConnection, run_id: str, frame: pd.DataFrame, scope: rd.Scope = rd.Scope()
+    con: duckdb.DuckDBPyConnection, run_id: str, frame: pd.DataFrame, scope: rd.Scope | None = None
 ) -> list[dict]:
     """Must rules with findings, most records to review first (ties: lower rate, then rule id).
 
@@ -47,7 +47,7 @@ def fix_first(
     )
     if must.empty:
         return []
-    where, params = rd._strata_where(scope)
+    where, params = rd._strata_where(scope or rd.Scope())
     marks = ", ".join("?" for _ in range(len(must)))
     by_inst = con.execute(
         f"SELECT rule_id, coalesce(institution_id, '{UNKNOWN_INSTITUTION}') AS institution_id,"
