@@ -32,6 +32,10 @@ VERDICT_LABELS = {
 HEATMAP_DOMAIN = [0.8, 0.9, 1.0]
 HEATMAP_RANGE = ["#f4b6ae", "#fbe3a1", "#b9e0bb"]
 HEATMAP_TEXT = "#1d2329"
+#: At most this many points in a funnel plot (an SVG of 8,000 doctors would weigh megabytes).
+FUNNEL_MAX_POINTS = 500
+#: At most this many providers outside the limits are named on the plot (the largest).
+FUNNEL_MAX_LABELS = 12
 #: Providers with fewer records than this do not set the funnel plot's axes (drawn at the edge).
 FUNNEL_MIN_N = 10
 LEVEL_LABELS = {"must": "Must-follow 最低限遵守事項", "should": "Recommended 推奨事項"}
@@ -194,6 +198,12 @@ def funnel(providers: pd.DataFrame, who: str = "institution") -> alt.TopLevelMix
             )
         )
     p0 = float(df["p0"].iloc[0])
+    n_all = len(df)
+    if n_all > FUNNEL_MAX_POINTS:  # every provider outside the 95 % limits, then the largest ones inside
+        df = df.assign(_in=df["position"] == "inside").sort_values(
+            ["_in", "denominator"], ascending=[True, False]
+        )
+        df = df.head(FUNNEL_MAX_POINTS).drop(columns="_in")
     known = ~df["provider"].astype(str).str.startswith("(")
     axis_set = df[known & (df["denominator"] >= FUNNEL_MIN_N)]
     if axis_set.empty:
@@ -263,7 +273,7 @@ def funnel(providers: pd.DataFrame, who: str = "institution") -> alt.TopLevelMix
         )
     )
     text = (
-        alt.Chart(df[df["position"] != "inside"])
+        alt.Chart(df[df["position"] != "inside"].nlargest(FUNNEL_MAX_LABELS, "denominator"))
         .mark_text(align="left", dx=6, fontSize=10)
         .encode(x=alt.X("denominator:Q", scale=xs), y=alt.Y("rate:Q", scale=ys), text="provider:N")
     )
@@ -275,6 +285,14 @@ def funnel(providers: pd.DataFrame, who: str = "institution") -> alt.TopLevelMix
             f"{labels[1]}別の最低限遵守事項の遵守率（ファンネルプロット）",
             [
                 "Points outside the red 99.8% limits differ from the overall rate beyond chance 赤線の外側は偶然では説明しにくい差",
+                *(
+                    [
+                        f"{len(df)} of {n_all} drawn: all outside the 95% limits, then the largest "
+                        f"{n_all}件中{len(df)}件を表示（95%限界の外側はすべて）"
+                    ]
+                    if n_all > len(df)
+                    else []
+                ),
                 *(
                     [
                         f"Axes set by providers with ≥{FUNNEL_MIN_N} records; {n_edge} smaller or unknown drawn at the edge "
@@ -558,8 +576,10 @@ def history_trend(history: list[dict]) -> alt.TopLevelMixin:
     df["denominator"] = FUNNEL_MIN_N  # every run sets the axis
     df["started"] = pd.to_datetime(df["started"])
     ys = alt.Scale(zero=False, domain=zoomed_domain(df), clamp=True)
+    span = (df["started"].max() - df["started"].min()) if len(df) else pd.Timedelta(0)
+    fmt = "%m-%d %H:%M" if span < pd.Timedelta(days=3) else "%Y-%m-%d"
     base = alt.Chart(df).encode(
-        x=alt.X("started:T", title="Run started 実行日 (UTC)", axis=alt.Axis(format="%Y-%m-%d"))
+        x=alt.X("started:T", title="Run started 実行日時 (UTC)", axis=alt.Axis(format=fmt, tickCount=6))
     )
     band = base.mark_area(opacity=0.2, color=COLORS["neutral"]).encode(
         y=alt.Y("rate_lo:Q", scale=ys, axis=alt.Axis(format="%"), title="Pooled must rate 遵守率"),
