@@ -231,6 +231,16 @@ def funnel(providers: pd.DataFrame, who: str = "institution") -> alt.TopLevelMix
     ys = alt.Scale(domain=[y_lo, 1.0], zero=False, clamp=True)
     xs = alt.Scale(domain=[0, n_max], clamp=True)
     n_edge = int((~df.index.isin(axis_set.index)).sum())
+    notes = [
+        f"{len(df)} of {n_all} drawn: all outside the 95% limits, then the largest {n_all}件中{len(df)}件を表示"
+    ]
+    notes = (
+        notes[: int(n_all > len(df))]
+        + [
+            f"Axes set by providers with ≥{FUNNEL_MIN_N} records; {n_edge} smaller or unknown drawn at the edge "
+            f"軸は{FUNNEL_MIN_N}件以上の{labels[1]}で設定、{n_edge}件は端に表示"
+        ][: int(n_edge > 0)]
+    )
     limit_lines = (
         alt.Chart(lines)
         .mark_line(strokeWidth=1.2)
@@ -285,22 +295,7 @@ def funnel(providers: pd.DataFrame, who: str = "institution") -> alt.TopLevelMix
             f"{labels[1]}別の最低限遵守事項の遵守率（ファンネルプロット）",
             [
                 "Points outside the red 99.8% limits differ from the overall rate beyond chance 赤線の外側は偶然では説明しにくい差",
-                *(
-                    [
-                        f"{len(df)} of {n_all} drawn: all outside the 95% limits, then the largest "
-                        f"{n_all}件中{len(df)}件を表示（95%限界の外側はすべて）"
-                    ]
-                    if n_all > len(df)
-                    else []
-                ),
-                *(
-                    [
-                        f"Axes set by providers with ≥{FUNNEL_MIN_N} records; {n_edge} smaller or unknown drawn at the edge "
-                        f"軸は{FUNNEL_MIN_N}件以上の{labels[1]}で設定、{n_edge}件は端に表示"
-                    ]
-                    if n_edge
-                    else []
-                ),
+                *notes,
             ],
         ),
     )
