@@ -22,6 +22,8 @@ from toolkit.errors import UserError
 from toolkit.report import stats
 
 EVALUATED = ("passed", "failed")
+#: How charts and lists name the strata without an institution (a record whose session is unknown).
+UNKNOWN_INSTITUTION = "(unknown 不明)"
 
 
 @dataclass(frozen=True)
@@ -331,7 +333,7 @@ def heatmap_frame(
     """Compliance per rule × institution (one level), for the ``max_institutions`` largest institutions."""
     where, params = _strata_where(scope)
     df = con.execute(
-        "WITH cells AS (SELECT s.rule_id, coalesce(s.institution_id, '(unknown 不明)') AS institution_id,"
+        f"WITH cells AS (SELECT s.rule_id, coalesce(s.institution_id, '{UNKNOWN_INSTITUTION}') AS institution_id,"
         " sum(s.denominator) AS denominator, sum(s.violated) AS violated, sum(s.not_evidenced) AS not_evidenced"
         " FROM rule_results_strata s JOIN rule_results r ON r.run_id = s.run_id AND r.rule_id = s.rule_id"
         f" WHERE s.run_id = ? AND r.level = ? AND r.status IN ('passed','failed') AND {where}"

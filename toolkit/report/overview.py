@@ -23,7 +23,7 @@ from toolkit.audit import verdict as verdict_mod
 from toolkit.report import data as rd
 from toolkit.report import stats
 
-UNKNOWN_INSTITUTION = "(unknown 不明)"
+UNKNOWN_INSTITUTION = rd.UNKNOWN_INSTITUTION
 #: How many institutions a "fix these first" row names.
 TOP_INSTITUTIONS = 3
 #: Reports in the output folder whose head is read to link runs to their report (bounded work).
