@@ -14,9 +14,13 @@ from toolkit.report import data as rd
 
 
 @pytest.fixture(scope="module")
-def con(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
-    path = build_fixture_db(tmp_path_factory.mktemp("ch") / "fx.duckdb")
-    c = duckdb.connect(str(path), read_only=True)
+def fx_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_fixture_db(tmp_path_factory.mktemp("ch") / "fx.duckdb")
+
+
+@pytest.fixture(scope="module")
+def con(fx_path: Path) -> duckdb.DuckDBPyConnection:
+    c = duckdb.connect(str(fx_path), read_only=True)
     yield c
     c.close()
 
@@ -217,13 +221,13 @@ def test_heatmap_text_meets_wcag_aa_on_every_colour(con: duckdb.DuckDBPyConnecti
     assert min((_luminance(c) + 0.05) / (lt + 0.05) for c in shades) >= 4.5
 
 
-def test_trend_axis_zoomed_and_months_without_sessions_left_out(tmp_path: Path) -> None:
+def test_trend_axis_zoomed_and_months_without_sessions_left_out(fx_path: Path, tmp_path: Path) -> None:
     import shutil
 
     from tests.reporting_fixtures import MONTHS
 
     con_path = str(tmp_path / "t.duckdb")
-    build_fixture_db(con_path)
+    shutil.copy(fx_path, con_path)
     c = duckdb.connect(con_path)
     # a care plan written long before the sessions: its month has no session records
     c.execute(
