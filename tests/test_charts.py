@@ -14,9 +14,13 @@ from toolkit.report import data as rd
 
 
 @pytest.fixture(scope="module")
-def con(tmp_path_factory: pytest.TempPathFactory) -> duckdb.DuckDBPyConnection:
-    path = build_fixture_db(tmp_path_factory.mktemp("ch") / "fx.duckdb")
-    c = duckdb.connect(str(path), read_only=True)
+def fx_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_fixture_db(tmp_path_factory.mktemp("ch") / "fx.duckdb")
+
+
+@pytest.fixture(scope="module")
+def con(fx_path: Path) -> duckdb.DuckDBPyConnection:
+    c = duckdb.connect(str(fx_path), read_only=True)
     yield c
     c.close()
 
@@ -137,3 +141,110 @@ def test_empty_provider_frame_does_not_fail(tmp_path: Path) -> None:
         pd.DataFrame(columns=["provider", "denominator", "rate", "p0", "position"]), "doctor"
     )
     assert "データなし" in _titles(chart.to_dict())[0]
+
+
+def _find(spec, key: str) -> list:
+    """Every value of ``key`` anywhere in a Vega-Lite spec."""
+    out = []
+    if isinstance(spec, dict):
+        for k, v in spec.items():
+            if k == key:
+                out.append(v)
+            out.extend(_find(v, key))
+    elif isinstance(spec, list):
+        for v in spec:
+            out.extend(_find(v, key))
+    return out
+
+
+def test_rule_labels_wrap_and_are_never_cut_off(con: duckdb.DuckDBPyConnection) -> None:
+    import pandas as pd
+
+    frame = rd.rule_frame(con, RUN2).copy()
+    long_title = "対面診療による評価に基づく診療計画に沿って実施していることを確認できる記録がある"
+    frame.loc[frame["rule_id"] == "consent.recorded", "title_ja"] = long_title
+    spec = charts.compliance_by_rule(frame, "must").to_dict()
+    axes = [a for a in _find(spec, "axis") if isinstance(a, dict) and "labelExpr" in a]
+    assert axes and all(a["labelLimit"] == 0 and "split(datum.label" in a["labelExpr"] for a in axes)
+    labels = {r["rule"] for ds in spec["datasets"].values() for r in ds if "rule" in r}
+    label = next(lab for lab in labels if lab.startswith("consent.recorded"))
+    assert label.replace(charts.LINE_BREAK, "").endswith(long_title)  # the whole title, in lines
+    assert max(len(x) for x in label.split(charts.LINE_BREAK)[1:]) <= charts.LABEL_LINE
+    # rows are tall enough for the wrapped lines
+    steps = [h["step"] for h in _find(spec, "height") if isinstance(h, dict)]
+    assert steps and min(steps) >= (label.count(charts.LINE_BREAK) + 1) * charts.LABEL_LINE_PX
+    assert pd.Series(list(labels)).str.len().max() > 40
+
+
+def test_funnel_axes_are_set_by_providers_with_data(con: duckdb.DuckDBPyConnection) -> None:
+    prov = rd.provider_frame(con, RUN2, "institution_id")
+    tiny = prov.iloc[[0]].copy()
+    tiny[["provider", "denominator", "compliant", "rate"]] = ["I-TINY", 1, 0, 0.0]
+    tiny["position"] = "below_998"
+    spec = charts.funnel(
+        __import__("pandas").concat([prov, tiny], ignore_index=True), "institution"
+    ).to_dict()
+    y_domains = [s["domain"] for s in _find(spec, "scale") if isinstance(s, dict) and "domain" in s]
+    lo = min(d[0] for d in y_domains if d[1] == 1.0)
+    assert lo >= float(prov["rate"].min()) - 0.2 and lo > 0.3  # not stretched to 0 by I-TINY's 0 %
+    numeric = [
+        s
+        for s in _find(spec, "scale")
+        if isinstance(s, dict) and isinstance(s.get("domain", [""])[0], float | int)
+    ]
+    assert numeric and all(s.get("clamp") for s in numeric)
+    assert "1 smaller or unknown drawn at the edge" in str(spec["title"])
+
+
+def _luminance(hex_colour: str) -> float:
+    rgb = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def test_heatmap_text_meets_wcag_aa_on_every_colour(con: duckdb.DuckDBPyConnection) -> None:
+    spec = charts.heatmap(rd.heatmap_frame(con, RUN2)).to_dict()
+    ranges = [s["range"] for s in _find(spec, "scale") if isinstance(s, dict) and "range" in s]
+    assert ranges == [charts.HEATMAP_RANGE]
+    text = [m for m in _find(spec, "mark") if isinstance(m, dict) and m.get("type") == "text"]
+    assert text and text[0]["color"] == charts.HEATMAP_TEXT
+    stops = charts.HEATMAP_RANGE
+    # every colour the RGB interpolation can give (10 steps between stops) against the text colour
+    shades = []
+    for a, b in zip(stops, stops[1:], strict=False):
+        ca, cb = ([int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in (a, b))
+        for t in range(11):
+            shades.append(
+                "#" + "".join(f"{round(x + (y - x) * t / 10):02x}" for x, y in zip(ca, cb, strict=True))
+            )
+    lt = _luminance(charts.HEATMAP_TEXT)
+    assert min((_luminance(c) + 0.05) / (lt + 0.05) for c in shades) >= 4.5
+
+
+def test_trend_axis_zoomed_and_months_without_sessions_left_out(fx_path: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from tests.reporting_fixtures import MONTHS
+
+    con_path = str(tmp_path / "t.duckdb")
+    shutil.copy(fx_path, con_path)
+    c = duckdb.connect(con_path)
+    # a care plan written long before the sessions: its month has no session records
+    c.execute(
+        "INSERT INTO rule_results_strata VALUES (?, 'consent.recorded', 'I1', NULL, '2024-01', 0, 0, 0),"
+        " (?, 'training.doctor_online', 'I1', NULL, '2023-05', 4, 0, 0)",
+        [RUN2, RUN2],
+    )
+    c.execute(
+        "UPDATE rule_results SET entity = 'care_plan' WHERE rule_id = 'training.doctor_online' AND run_id = ?",
+        [RUN2],
+    )
+    tf = rd.trend_frame(c, RUN2)
+    c.close()
+    shutil.rmtree(tmp_path, ignore_errors=True)
+    assert set(tf["month"]) == set(MONTHS)
+    spec = charts.trend(tf).to_dict()
+    doms = [s["domain"] for s in _find(spec, "scale") if isinstance(s, dict) and "domain" in s]
+    overall = tf[tf["rule_id"].str.startswith("(")]
+    assert doms[0] == charts.zoomed_domain(overall)
+    assert doms[0][0] > 0.5 and doms[0][0] <= overall["rate_lo"].min()  # zoomed, data inside

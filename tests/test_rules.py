@@ -347,6 +347,17 @@ CASES: list[Case] = [
     ),
     C(
         "care_plan.complete",
+        "violated",
+        "plan followed mostly at another institution",
+        plan={"has_hours": False},
+        extra_sessions=[
+            {"suffix": "b", "institution_id": "I_PLAN_MAJOR", "started_at": "2026-05-02 10:00:00+09"},
+            {"suffix": "c", "institution_id": "I_PLAN_MAJOR", "started_at": "2026-05-03 10:00:00+09"},
+        ],
+        entity="plan",
+    ),
+    C(
+        "care_plan.complete",
         "out",
         "plan used by no session",
         s={"care_plan_id": None},
@@ -1129,11 +1140,13 @@ def _expand(cases: list[Case]) -> list[Case]:
 
 
 EXPANDED = _expand(CASES)
+_AUDITED_DB: list = []  # the audited fixture's database file
 
 
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):  # type: ignore[no-untyped-def]
     db = tmp_path_factory.mktemp("rules") / "cases.duckdb"
+    _AUDITED_DB[:] = [db]
     build_db(db, EXPANDED)
     run = run_audit(db, as_of=__import__("datetime").date.fromisoformat(AS_OF), progress=False)
     con = store.connect(db, read_only=True)
@@ -1196,3 +1209,38 @@ def test_dq_counts_ec_cases_whose_tablet_the_master_cannot_classify(audited):  #
     expected = sum(1 for c in EXPANDED if c.ec is not None and _unclassified_only(c))
     assert expected >= 3
     assert dq["dq.ec_unclassified_drug"] == expected
+
+
+def test_care_plan_rules_take_the_institution_of_the_sessions_using_the_plan(audited):  # type: ignore[no-untyped-def]
+    """A plan's violations and strata carry the institution whose sessions follow it (most sessions
+    wins), not "(unknown)"; only a plan no session follows has no institution."""
+    run, _statuses, _stored, _dq = audited
+    plan_cases = [
+        (n, c) for n, c in enumerate(EXPANDED) if c.rule.startswith("care_plan.") and c.entity == "plan"
+    ]
+    assert len(plan_cases) >= 8
+    db = _AUDITED_DB[0]
+    con = store.connect(db, read_only=True)
+    got = dict(
+        con.execute(
+            "SELECT entity_id, institution_id FROM violations WHERE run_id = ? AND entity = 'care_plan'",
+            [run.run_id],
+        ).fetchall()
+    )
+    unknown_used = con.execute(
+        "SELECT count(*) FROM rule_results_strata s WHERE run_id = ? AND rule_id = 'care_plan.complete'"
+        " AND institution_id IS NULL",
+        [run.run_id],
+    ).fetchone()[0]
+    con.close()
+    expected = {}
+    for n, c in plan_cases:
+        if c.expect in ("violated", "not_evidenced"):
+            used = c.s.get("care_plan_id", "CP") is not None
+            major = {e.get("institution_id") for e in c.extra_sessions} - {None}
+            expected[f"CP{n}"] = (
+                (major.pop() if len(c.extra_sessions) > 1 and major else f"I{n}") if used else None
+            )
+    assert expected and {k: got.get(k) for k in expected} == expected
+    assert "I_PLAN_MAJOR" in expected.values()
+    assert unknown_used == 0  # care_plan.complete covers used plans only: none is unknown

@@ -275,3 +275,36 @@ def test_real_audit_verdicts_reach_t1_and_t5(tmp_path: Path) -> None:
     # E5 not witnessed; E2 pharmacist unknown, E7 intake unknown, E4 unclassified only
     assert t5("ec.witnessed_intake") == (7, 1, 3)
     assert v["T2|single_tablet|unknown"] == 1
+
+
+def test_without_institution_one_package_each_plus_merged(
+    db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Several institutions in the period: one survey per institution and their merged, suppressed tables."""
+    out = tmp_path / "all"
+    args = ["survey", "ec", "--db", str(db), "--period", F.PERIOD, "--out", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "2 institutions" in printed and "for I1" in printed and "for I2" in printed
+    for inst in ("I1", "I2"):
+        manifest = json.loads((out / inst / survey.PACKAGE_DIR / "manifest.json").read_text(encoding="utf-8"))
+        assert manifest["institution_id"] == inst
+        assert (out / inst / survey.LOCAL_DIR).is_dir()
+    merged = json.loads((out / "merged" / "merged_manifest.json").read_text(encoding="utf-8"))
+    assert [i["institution_id"] for i in merged["institutions"]] == ["I1", "I2"]
+    one = survey.run_survey_ec(db, F.PERIOD, tmp_path / "i1", institution="I1", as_of=AS_OF)
+    two = survey.run_survey_ec(db, F.PERIOD, tmp_path / "i2", institution="I2", as_of=AS_OF)
+    m = survey.merge_packages(
+        [str(one.out_dir / survey.PACKAGE_DIR), str(two.out_dir / survey.PACKAGE_DIR)], tmp_path / "m"
+    )
+    assert m.values[EC_TOTAL] == one.values[EC_TOTAL] + two.values[EC_TOTAL] == 8
+    assert (out / "merged" / "ec_survey_merged_T1.csv").read_bytes() == (
+        tmp_path / "m" / "ec_survey_merged_T1.csv"
+    ).read_bytes()  # the same published (suppressed) tables as the survey office's merge
+    assert not list(out.glob("ec_survey_T*.csv"))  # nothing unsuppressed or per-site at the top
+
+
+def test_unknown_institution_lists_the_known_ones(db: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match=r"known: I1, I2"):
+        survey.run_survey_ec(db, F.PERIOD, tmp_path, institution="NOPE", as_of=AS_OF)
+    assert survey.institution_folder("../x") != "../x" and "/" not in survey.institution_folder("a/b")

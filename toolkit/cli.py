@@ -210,7 +210,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--period", required=True, help="YYYY-MM..YYYY-MM")
     e.add_argument("--out", required=True)
     e.add_argument("--threshold", type=int, default=10, help="suppress counts below this (default 10)")
-    e.add_argument("--institution", help="institution id for the package manifest")
+    e.add_argument(
+        "--institution",
+        help="one institution id (default: one package per institution of the period, plus their merged tables)",
+    )
     m = ssub.add_parser("merge", help="combine institutions' aggregate packages")
     m.add_argument("packages", nargs="+")
     m.add_argument("--out", required=True)

@@ -27,6 +27,17 @@ VERDICT_LABELS = {
     "worse": "Worse 悪化 (p<0.05)",
     "no_change": "No significant change 有意差なし",
 }
+#: Heat-map colours: light tints from red (≤ 80 %) through amber to green (100 %), interpolated in
+#: RGB, so the dark cell text keeps a WCAG AA contrast (≥ 4.5:1) on every cell (tests check it).
+HEATMAP_DOMAIN = [0.8, 0.9, 1.0]
+HEATMAP_RANGE = ["#f4b6ae", "#fbe3a1", "#b9e0bb"]
+HEATMAP_TEXT = "#1d2329"
+#: At most this many points in a funnel plot (an SVG of 8,000 doctors would weigh megabytes).
+FUNNEL_MAX_POINTS = 500
+#: At most this many providers outside the limits are named on the plot (the largest).
+FUNNEL_MAX_LABELS = 12
+#: Providers with fewer records than this do not set the funnel plot's axes (drawn at the edge).
+FUNNEL_MIN_N = 10
 LEVEL_LABELS = {"must": "Must-follow 最低限遵守事項", "should": "Recommended 推奨事項"}
 
 
@@ -68,8 +79,38 @@ def to_svg(chart: alt.TopLevelMixin) -> str:
     return svg.replace("<svg ", '<svg role="img" ', 1)
 
 
+#: Characters per line of a rule title in an axis label; longer titles wrap onto more lines.
+LABEL_LINE = 18
+#: Axis labels are split into lines at this character (an axis ``labelExpr`` turns them into lines).
+LINE_BREAK = "|"
+#: Pixels per line of a wrapped axis label.
+LABEL_LINE_PX = 12
+
+
+def wrap_label(first: str, title: str, width: int = LABEL_LINE) -> str:
+    """``first`` then ``title`` in lines of at most ``width`` characters, joined by :data:`LINE_BREAK`.
+
+    Axis labels are never cut off: a long title takes more lines instead (the full text stays).
+    """
+    title = (title or "").replace(LINE_BREAK, "/")
+    lines = [first, *(title[i : i + width] for i in range(0, len(title), width))]
+    return LINE_BREAK.join(line for line in lines if line)
+
+
+def wrapped_axis(**kwargs) -> alt.Axis:  # type: ignore[no-untyped-def]
+    """An axis whose labels are split at :data:`LINE_BREAK` and never truncated (``labelLimit`` 0)."""
+    return alt.Axis(labelLimit=0, labelExpr=f"split(datum.label, '{LINE_BREAK}')", **kwargs)
+
+
 def _rule_label(df: pd.DataFrame) -> pd.Series:
-    return df["rule_id"] + " " + df["title_ja"].fillna("")
+    return pd.Series(
+        [
+            wrap_label(f"{rid}  (n={n})", t)
+            for rid, t, n in zip(df["rule_id"], df["title_ja"].fillna(""), df["denominator"], strict=True)
+        ],
+        index=df.index,
+        dtype=object,
+    )
 
 
 def compliance_by_rule(frame: pd.DataFrame, level: str = "must") -> alt.TopLevelMixin:
@@ -78,8 +119,10 @@ def compliance_by_rule(frame: pd.DataFrame, level: str = "must") -> alt.TopLevel
     ``frame`` is a :func:`report_data.rule_frame`; rules that were not evaluated are left out.
     """
     df = frame[(frame["level"] == level) & (frame["denominator"] > 0)].copy()
-    df["rule"] = _rule_label(df) + "  (n=" + df["denominator"].astype(str) + ")"
+    df["rule"] = _rule_label(df)
     order = list(df["rule"])
+    lines = max([r.count(LINE_BREAK) + 1 for r in order] or [1])
+    step = max(22, lines * LABEL_LINE_PX + 8)
     long = df.melt(
         id_vars=["rule", "denominator"],
         value_vars=["violated_rate", "not_evidenced_rate"],
@@ -87,7 +130,7 @@ def compliance_by_rule(frame: pd.DataFrame, level: str = "must") -> alt.TopLevel
         value_name="share",
     )
     long["kind"] = long["kind"].str.replace("_rate", "").map(KIND_LABELS)
-    y = alt.Y("rule:N", sort=order, title=None, axis=alt.Axis(labelLimit=360))
+    y = alt.Y("rule:N", sort=order, title=None, axis=wrapped_axis())
     bars = (
         alt.Chart(long)
         .mark_bar()
@@ -104,7 +147,7 @@ def compliance_by_rule(frame: pd.DataFrame, level: str = "must") -> alt.TopLevel
             ),
             tooltip=["rule:N", "kind:N", alt.Tooltip("share:Q", format=".2%")],
         )
-        .properties(width=220, height=alt.Step(22))
+        .properties(width=220, height=alt.Step(step))
     )
     base = alt.Chart(df).encode(y=alt.Y("rule:N", sort=order, title=None, axis=None))
     lo = max(0.0, math.floor(float(df["rate_lo"].min() if len(df) else 0) * 20) / 20)
@@ -125,7 +168,7 @@ def compliance_by_rule(frame: pd.DataFrame, level: str = "must") -> alt.TopLevel
             "not_evidenced:Q",
         ],
     )
-    right = (rules + points).properties(width=220, height=alt.Step(22))
+    right = (rules + points).properties(width=220, height=alt.Step(step))
     chart = alt.hconcat(bars, right, spacing=8).properties(
         title=_title(
             f"Compliance by rule — {LEVEL_LABELS[level].split(' ')[0]}",
@@ -155,8 +198,18 @@ def funnel(providers: pd.DataFrame, who: str = "institution") -> alt.TopLevelMix
             )
         )
     p0 = float(df["p0"].iloc[0])
-    n_max = float(df["denominator"].max()) * 1.1
-    n_min = max(1.0, float(df["denominator"].min()) * 0.5)
+    n_all = len(df)
+    if n_all > FUNNEL_MAX_POINTS:  # every provider outside the 95 % limits, then the largest ones inside
+        df = df.assign(_in=df["position"] == "inside").sort_values(
+            ["_in", "denominator"], ascending=[True, False]
+        )
+        df = df.head(FUNNEL_MAX_POINTS).drop(columns="_in")
+    known = ~df["provider"].astype(str).str.startswith("(")
+    axis_set = df[known & (df["denominator"] >= FUNNEL_MIN_N)]
+    if axis_set.empty:
+        axis_set = df[known] if known.any() else df
+    n_max = float(axis_set["denominator"].max()) * 1.1
+    n_min = max(1.0, float(axis_set["denominator"].min()) * 0.8)
     grid = []
     for i in range(80):
         n = n_min * (n_max / n_min) ** (i / 79)
@@ -174,13 +227,25 @@ def funnel(providers: pd.DataFrame, who: str = "institution") -> alt.TopLevelMix
             "p0": "Overall rate 全体の遵守率",
         }
     )
-    y_lo = max(0.0, min(float(df["rate"].min()), float(g["lo998"].min())) - 0.02)
-    ys = alt.Scale(domain=[y_lo, 1.0], zero=False)
+    y_lo = max(0.0, min(float(axis_set["rate"].min()), float(g["lo998"].min())) - 0.02)
+    ys = alt.Scale(domain=[y_lo, 1.0], zero=False, clamp=True)
+    xs = alt.Scale(domain=[0, n_max], clamp=True)
+    n_edge = int((~df.index.isin(axis_set.index)).sum())
+    notes = [
+        f"{len(df)} of {n_all} drawn: all outside the 95% limits, then the largest {n_all}件中{len(df)}件を表示"
+    ]
+    notes = (
+        notes[: int(n_all > len(df))]
+        + [
+            f"Axes set by providers with ≥{FUNNEL_MIN_N} records; {n_edge} smaller or unknown drawn at the edge "
+            f"軸は{FUNNEL_MIN_N}件以上の{labels[1]}で設定、{n_edge}件は端に表示"
+        ][: int(n_edge > 0)]
+    )
     limit_lines = (
         alt.Chart(lines)
         .mark_line(strokeWidth=1.2)
         .encode(
-            x=alt.X("n:Q", title="Records in scope 対象件数 (volume)"),
+            x=alt.X("n:Q", scale=xs, title="Records in scope 対象件数 (volume)"),
             y=alt.Y("value:Q", scale=ys, axis=alt.Axis(format="%"), title="Compliance 遵守率"),
             detail="limit:N",
             color=alt.Color(
@@ -206,7 +271,7 @@ def funnel(providers: pd.DataFrame, who: str = "institution") -> alt.TopLevelMix
         alt.Chart(df)
         .mark_circle(size=70, opacity=0.85)
         .encode(
-            x="denominator:Q",
+            x=alt.X("denominator:Q", scale=xs),
             y=alt.Y("rate:Q", scale=ys),
             stroke=alt.condition("datum.outside", alt.value("#000"), alt.value(None)),
             tooltip=[
@@ -218,9 +283,9 @@ def funnel(providers: pd.DataFrame, who: str = "institution") -> alt.TopLevelMix
         )
     )
     text = (
-        alt.Chart(df[df["position"] != "inside"])
+        alt.Chart(df[df["position"] != "inside"].nlargest(FUNNEL_MAX_LABELS, "denominator"))
         .mark_text(align="left", dx=6, fontSize=10)
-        .encode(x="denominator:Q", y=alt.Y("rate:Q", scale=ys), text="provider:N")
+        .encode(x=alt.X("denominator:Q", scale=xs), y=alt.Y("rate:Q", scale=ys), text="provider:N")
     )
     chart = (limit_lines + pts + text).properties(
         width=520,
@@ -228,14 +293,38 @@ def funnel(providers: pd.DataFrame, who: str = "institution") -> alt.TopLevelMix
         title=_title(
             f"Funnel plot of must-follow compliance by {labels[0]}",
             f"{labels[1]}別の最低限遵守事項の遵守率（ファンネルプロット）",
-            "Points outside the red 99.8% limits differ from the overall rate beyond chance 赤線の外側は偶然では説明しにくい差",
+            [
+                "Points outside the red 99.8% limits differ from the overall rate beyond chance 赤線の外側は偶然では説明しにくい差",
+                *notes,
+            ],
         ),
     )
     return apply_theme(chart)
 
 
+def zoomed_domain(d: pd.DataFrame, margin: float = 0.01) -> list[float]:
+    """A rate axis zoomed to ``d``'s rates and intervals (a little margin, within 0..1, at least 2 points wide).
+
+    Intervals of tiny months are clipped at the axis (the scale clamps) rather than stretching it.
+    """
+    if d.empty:
+        return [0.0, 1.0]
+    big = d[d["denominator"] >= FUNNEL_MIN_N]
+    src = big if len(big) else d
+    lo = min(float(src["rate_lo"].min()), float(d["rate"].min()))
+    hi = max(float(src["rate_hi"].max()), float(d["rate"].max()))
+    lo, hi = max(0.0, math.floor((lo - margin) * 100) / 100), min(1.0, math.ceil((hi + margin) * 100) / 100)
+    if hi - lo < 0.02:
+        lo = max(0.0, hi - 0.02)
+    return [lo, hi]
+
+
 def trend(trends: pd.DataFrame, max_rules: int = 12) -> alt.TopLevelMixin:
-    """Monthly compliance with 95 % intervals: the pooled line on top, one small panel per rule below."""
+    """Monthly compliance with 95 % intervals: the pooled line on top, one small panel per rule below.
+
+    Each rate axis is zoomed to its data (:func:`zoomed_domain`); months are the ones in
+    ``trends`` only (:func:`toolkit.report.data.trend_frame` leaves out months without sessions).
+    """
     df = trends.copy()
     overall = df[df["rule_id"].str.startswith("(")]
     per_rule = df[~df["rule_id"].str.startswith("(")]
@@ -243,9 +332,9 @@ def trend(trends: pd.DataFrame, max_rules: int = 12) -> alt.TopLevelMixin:
         per_rule.groupby("rule_id")["denominator"].sum().sort_values(ascending=False).index[:max_rules]
     )
     per_rule = per_rule[per_rule["rule_id"].isin(keep)]
-    ys = alt.Scale(zero=False, domain=[max(0.0, float(df["rate_lo"].min() if len(df) else 0) - 0.02), 1.0])
 
     def panel(d: pd.DataFrame, width: int, height: int) -> alt.LayerChart:
+        ys = alt.Scale(zero=False, domain=zoomed_domain(d), clamp=True)
         base = alt.Chart(d).encode(x=alt.X("month:O", title="Month 月"))
         band = base.mark_area(opacity=0.25, color=COLORS["neutral"]).encode(
             y=alt.Y("rate_lo:Q", scale=ys, axis=alt.Axis(format="%"), title="Compliance 遵守率"),
@@ -292,7 +381,7 @@ def heatmap(cells: pd.DataFrame) -> alt.TopLevelMixin:
         color=alt.Color(
             "rate:Q",
             title="Compliance 遵守率",
-            scale=alt.Scale(scheme="redyellowgreen", domain=[0.8, 1], clamp=True),
+            scale=alt.Scale(domain=HEATMAP_DOMAIN, range=HEATMAP_RANGE, clamp=True, interpolate="rgb"),
             legend=alt.Legend(format="%"),
         ),
         tooltip=[
@@ -304,7 +393,7 @@ def heatmap(cells: pd.DataFrame) -> alt.TopLevelMixin:
             "not_evidenced:Q",
         ],
     )
-    text = base.mark_text(fontSize=9).encode(text="label:N")
+    text = base.mark_text(fontSize=10, color=HEATMAP_TEXT).encode(text="label:N")
     chart = (rect + text).properties(
         width=alt.Step(70),
         height=alt.Step(20),
@@ -321,7 +410,7 @@ def ec_funnel(stages: pd.DataFrame) -> alt.TopLevelMixin:
     """Emergency-contraception follow-up funnel (prescribed → witnessed intake → follow-up visit)."""
     df = stages.copy()
     order = list(df["stage"])
-    base = alt.Chart(df).encode(y=alt.Y("stage:N", sort=order, title=None, axis=alt.Axis(labelLimit=360)))
+    base = alt.Chart(df).encode(y=alt.Y("stage:N", sort=order, title=None, axis=alt.Axis(labelLimit=0)))
     bars = base.mark_bar(color="#6a4c93").encode(
         x=alt.X("count:Q", title="Cases 件数"), tooltip=["stage:N", "count:Q"]
     )
@@ -464,6 +553,44 @@ def rate_change(rates: pd.DataFrame) -> alt.TopLevelMixin:
             "Rate change since the previous run",
             "前回監査からの遵守率の変化",
             "Two-proportion z-test 2標本比率の検定",
+        ),
+    )
+    return apply_theme(chart)
+
+
+def history_trend(history: list[dict]) -> alt.TopLevelMixin:
+    """Pooled must-follow rate of every complete run over time, with its 95 % interval.
+
+    ``history`` is :func:`toolkit.report.overview.run_history`; partial runs are left out (they
+    checked only some rules). Points are drawn only for up to 60 runs, to keep the SVG small.
+    """
+    df = pd.DataFrame(
+        [h for h in history if not h["partial"] and h["rate"] is not None],
+        columns=["run_id", "started", "rate", "rate_lo", "rate_hi", "to_review", "verdict_label"],
+    )
+    df["denominator"] = FUNNEL_MIN_N  # every run sets the axis
+    df["started"] = pd.to_datetime(df["started"])
+    ys = alt.Scale(zero=False, domain=zoomed_domain(df), clamp=True)
+    span = (df["started"].max() - df["started"].min()) if len(df) else pd.Timedelta(0)
+    fmt = "%m-%d %H:%M" if span < pd.Timedelta(days=3) else "%Y-%m-%d"
+    base = alt.Chart(df).encode(
+        x=alt.X("started:T", title="Run started 実行日時 (UTC)", axis=alt.Axis(format=fmt, tickCount=6))
+    )
+    band = base.mark_area(opacity=0.2, color=COLORS["neutral"]).encode(
+        y=alt.Y("rate_lo:Q", scale=ys, axis=alt.Axis(format="%"), title="Pooled must rate 遵守率"),
+        y2="rate_hi:Q",
+    )
+    line = base.mark_line(point=len(df) <= 60, color=COLORS["compliant"]).encode(
+        y=alt.Y("rate:Q", scale=ys),
+        tooltip=["run_id:N", alt.Tooltip("rate:Q", format=".2%"), "to_review:Q", "verdict_label:N"],
+    )
+    chart = (band + line).properties(
+        width=520,
+        height=120,
+        title=_title(
+            "Pooled must-follow rate by run",
+            "監査ごとの最低限遵守事項の遵守率",
+            "Complete runs only 完全な監査のみ — band: 95% Wilson interval 網掛け: 95%信頼区間",
         ),
     )
     return apply_theme(chart)

@@ -23,6 +23,8 @@ from toolkit.report import stats
 from toolkit.review import summary as review_summary_mod
 
 EVALUATED = ("passed", "failed")
+#: How charts and lists name the strata without an institution (a record whose session is unknown).
+UNKNOWN_INSTITUTION = "(unknown 不明)"
 
 
 @dataclass(frozen=True)
@@ -296,12 +298,19 @@ def provider_frame(
 def trend_frame(
     con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope(), level: str = "must"
 ) -> pd.DataFrame:
-    """Monthly compliance per rule plus a pooled ``(all rules 全規則)`` row per month (one level)."""
+    """Monthly compliance per rule plus a pooled ``(all rules 全規則)`` row per month (one level).
+
+    Only months with session records in the run count: a care plan's month is the month it was
+    written, which may lie long before the audited sessions, and would stretch the time axis.
+    """
     where, params = _strata_where(scope)
     base = (
         " FROM rule_results_strata s JOIN rule_results r ON r.run_id = s.run_id AND r.rule_id = s.rule_id"
         f" WHERE s.run_id = ? AND r.level = ? AND r.status IN ('passed','failed')"
         f" AND s.month IS NOT NULL AND {where}"
+        " AND s.month IN (SELECT DISTINCT m.month FROM rule_results_strata m JOIN rule_results mr"
+        "  ON mr.run_id = m.run_id AND mr.rule_id = m.rule_id WHERE m.run_id = s.run_id"
+        "  AND mr.entity = 'session' AND m.denominator > 0)"
     )
     sums = "sum(s.denominator) AS denominator, sum(s.violated) AS violated, sum(s.not_evidenced) AS not_evidenced"
     per_rule = con.execute(
@@ -325,7 +334,7 @@ def heatmap_frame(
     """Compliance per rule × institution (one level), for the ``max_institutions`` largest institutions."""
     where, params = _strata_where(scope)
     df = con.execute(
-        "WITH cells AS (SELECT s.rule_id, coalesce(s.institution_id, '(unknown 不明)') AS institution_id,"
+        f"WITH cells AS (SELECT s.rule_id, coalesce(s.institution_id, '{UNKNOWN_INSTITUTION}') AS institution_id,"
         " sum(s.denominator) AS denominator, sum(s.violated) AS violated, sum(s.not_evidenced) AS not_evidenced"
         " FROM rule_results_strata s JOIN rule_results r ON r.run_id = s.run_id AND r.rule_id = s.rule_id"
         f" WHERE s.run_id = ? AND r.level = ? AND r.status IN ('passed','failed') AND {where}"

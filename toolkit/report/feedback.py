@@ -17,10 +17,11 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from toolkit import __version__
+from toolkit import __version__, store
 from toolkit.audit import verdict as verdict_mod
 from toolkit.errors import UserError
 from toolkit.report import data as rd
+from toolkit.report import stats
 from toolkit.report.html import _records, jinja_env, open_store
 from toolkit.store.files import make_dirs, write_text
 
@@ -35,13 +36,40 @@ class FeedbackResult:
 
 
 def doctors(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
-    """Doctors of the run with their main institution (the one with most records in scope)."""
-    return con.execute(
-        "SELECT doctor_id, arg_max(institution_id, n) AS institution_id, sum(n) AS denominator FROM ("
-        " SELECT doctor_id, institution_id, sum(denominator) AS n FROM rule_results_strata"
-        " WHERE run_id = ? AND doctor_id IS NOT NULL GROUP BY ALL) GROUP BY doctor_id ORDER BY doctor_id",
+    """Doctors of the run with their main institution (the one with most records in scope).
+
+    Columns: doctor_id, institution_id, denominator (records in scope, all rules), must_n,
+    must_bad (violated + not evidenced of evaluated must rules), to_review (the doctor's violation
+    rows, as the sheet lists them), must_rate, must_lo, must_hi and ``registered`` (False for a
+    *pseudo-doctor*: an id the sessions name that the doctors table lacks).
+    """
+    df = con.execute(
+        "SELECT doctor_id, arg_max(institution_id, n) AS institution_id, sum(n) AS denominator,"
+        " sum(must_n) AS must_n, sum(must_bad) AS must_bad FROM ("
+        " SELECT s.doctor_id, s.institution_id, sum(s.denominator) AS n,"
+        " sum(s.denominator) FILTER (WHERE r.level = 'must' AND r.status IN ('passed', 'failed')) AS must_n,"
+        " sum(s.violated + s.not_evidenced) FILTER (WHERE r.level = 'must' AND r.status IN ('passed', 'failed'))"
+        " AS must_bad FROM rule_results_strata s JOIN rule_results r ON r.run_id = s.run_id AND r.rule_id = s.rule_id"
+        " WHERE s.run_id = ? AND s.doctor_id IS NOT NULL GROUP BY ALL) GROUP BY doctor_id ORDER BY doctor_id",
         [run_id],
     ).df()
+    counts = dict(
+        con.execute(
+            "SELECT doctor_id, count(*) FROM violations WHERE run_id = ? AND doctor_id IS NOT NULL GROUP BY 1",
+            [run_id],
+        ).fetchall()
+    )
+    df["to_review"] = [int(counts.get(d, 0)) for d in df["doctor_id"]]
+    for c in ("must_n", "must_bad"):
+        df[c] = df[c].fillna(0).astype("int64")
+    cis = [stats.wilson(n - b, n) for n, b in zip(df["must_n"], df["must_bad"], strict=True)]
+    df["must_rate"] = [stats.rate(n - b, n) for n, b in zip(df["must_n"], df["must_bad"], strict=True)]
+    df["must_lo"], df["must_hi"] = [c[0] for c in cis], [c[1] for c in cis]
+    registered: set[str] = set()
+    if store.table_exists(con, "doctors"):
+        registered = {r[0] for r in con.execute("SELECT doctor_id FROM doctors").fetchall()}
+    df["registered"] = df["doctor_id"].isin(registered) if registered else True
+    return df
 
 
 _SUMS = (
@@ -83,8 +111,31 @@ def doctor_frame(
         allsites[keep].rename(columns=lambda c: c if c == "rule_id" else f"all_{c}"), on="rule_id", how="left"
     )
     df["section_group"] = df["section"].map(rd.section_group)
+    df["to_review"] = df["violated"] + df["not_evidenced"]
     df["_k"] = df["section_group"].map(rd.section_key)
-    return df.sort_values(["level", "_k", "rule_id"]).drop(columns="_k").reset_index(drop=True)
+    # what needs action first: rules with findings (most records to review, then lowest rate), then the rest
+    df["_clear"] = df["to_review"] == 0
+    df["_neg"] = -df["to_review"]
+    return (
+        df.sort_values(["level", "_clear", "_neg", "rate", "_k", "rule_id"])
+        .drop(columns=["_k", "_clear", "_neg"])
+        .reset_index(drop=True)
+    )
+
+
+#: How many of the doctor's lowest must-follow rates the sheet's opening sentence names.
+LOWEST_NAMED = 3
+
+
+def headline(frame: pd.DataFrame, n_records: int) -> dict:
+    """The sheet's opening sentence: records to review and the doctor's lowest must-follow rates.
+
+    ``lowest``: up to :data:`LOWEST_NAMED` must rules with findings, lowest rate first (rule_id,
+    title_ja, title_en, rate). Only the doctor's own rules: never a comparison with other doctors.
+    """
+    must = frame[(frame["level"] == "must") & (frame["to_review"] > 0)].sort_values(["rate", "rule_id"])
+    lowest = must.head(LOWEST_NAMED)[["rule_id", "title_ja", "title_en", "rate"]].to_dict("records")
+    return {"n_records": n_records, "lowest": lowest}
 
 
 def doctor_verdict(con: duckdb.DuckDBPyConnection, run_id: str, frame: pd.DataFrame) -> verdict_mod.Verdict:
@@ -146,6 +197,7 @@ def render_sheet(
         "should": _records(frame[frame["level"] == "should"]),
         "records": _records(records),
         "review": rd.review_summary(con, run_id, doctor=doctor_id, source=source),
+        "headline": headline(frame, len(records)),
     }
     return jinja_env().get_template("feedback.html.j2").render(**ctx)
 
@@ -194,6 +246,11 @@ def write_feedback(
                     "institution_id": d.institution_id,
                     "file": p.name,
                     "denominator": int(d.denominator),
+                    "to_review": int(d.to_review),
+                    "must_rate": d.must_rate,
+                    "must_lo": d.must_lo,
+                    "must_hi": d.must_hi,
+                    "registered": bool(d.registered),
                 }
             )
         index = (
@@ -204,6 +261,8 @@ def write_feedback(
                 choice=choice,
                 verdict=rd.run_verdict(con, run_id),
                 entries=entries,
+                pseudo=[e["doctor_id"] for e in entries if not e["registered"]],
+                sortable=True,
                 version=__version__,
                 generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             )

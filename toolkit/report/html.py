@@ -30,7 +30,7 @@ from toolkit import __version__, store
 from toolkit.audit import verdict as verdict_mod
 from toolkit.errors import UserError
 from toolkit.periods import period_bounds
-from toolkit.report import charts, text
+from toolkit.report import charts, overview, text
 from toolkit.report import data as rd
 from toolkit.report.data import (  # noqa: F401  (re-exported for notebooks)
     Scope,
@@ -200,9 +200,15 @@ def sections(frame: pd.DataFrame, cov: list[dict]) -> list[dict]:
 
 
 def build_context(
-    con: duckdb.DuckDBPyConnection, run_id: str | None = None, scope: Scope | None = None
+    con: duckdb.DuckDBPyConnection,
+    run_id: str | None = None,
+    scope: Scope | None = None,
+    out: Path | None = None,
 ) -> dict:
-    """Everything the report template shows, read from the run store (charts rendered to SVG)."""
+    """Everything the report template shows, read from the run store (charts rendered to SVG).
+
+    ``out`` (the file being written) lets the run history link the reports in its folder.
+    """
     scope = scope or Scope()
     choice = rd.run_choice(con, run_id)
     run_id = choice.run_id
@@ -226,8 +232,13 @@ def build_context(
         "must": rd.pooled(frame, "must"),
         "should": rd.pooled(frame, "should"),
         "how_to_read": text.HOW_TO_READ,
+        "sortable": True,
     }
     ctx["not_evaluated"] = [r for r in ctx["rules"] if r["status"] in verdict_mod.UNCHECKED]
+    ctx["fix_first"] = overview.fix_first(con, run_id, frame, scope)
+    ctx["dq_summary"] = overview.dq_summary(ctx["dq"])
+    links = overview.report_links(out.parent, out, run_id) if out is not None else {}
+    ctx["history"] = overview.run_history(con, links)
     ctx["sections"] = sections(frame, ctx["coverage"])
     svg: dict[str, str | None] = {
         "timeline": None,
@@ -248,6 +259,8 @@ def build_context(
     ec = rd.ec_funnel_frame(frame)
     ctx["ec_funnel"] = _records(ec)
     svg["ec_funnel"] = _svg(charts.ec_funnel, ec) if len(ec) else None
+    complete_runs = sum(1 for h in ctx["history"] if not h["partial"] and h["rate"] is not None)
+    svg["history"] = _svg(charts.history_trend, ctx["history"]) if complete_runs > 1 else None
     ctx["timeline_doctor"] = None
     if store.table_exists(con, "sessions"):
         doc = rd.busiest_overlap_doctor(con, run_id, scope)
@@ -377,9 +390,17 @@ def write_report(
     per = period_bounds(period) if isinstance(period, str) or period is None else tuple(period)
     scope = Scope(institution=institution, period=per)
     limits = parse_max_rates(max_rates)
+    path = Path(out)
+    if path.is_dir():
+        raise UserError(f"--out {out}: is a folder; give a file name, e.g. {path / 'report.html'}")
+    if not path.parent.is_dir():
+        raise UserError(
+            f"--out {out}: 出力先のフォルダ {path.parent} がありません。 the folder {path.parent} does not exist; "
+            f"create it first (mkdir -p {path.parent}) or write into an existing folder"
+        )
     con = open_store(db_path)
     try:
-        ctx = build_context(con, run_id, scope)
+        ctx = build_context(con, run_id, scope, path)
     finally:
         con.close()
     ignored = ctx["review"]["justified"] if "justified" in except_states else {}
@@ -393,7 +414,6 @@ def write_report(
         "incomplete": incomplete,
     }
     html = jinja_env().get_template("report.html.j2").render(**ctx)
-    path = Path(out)
     write_text(path, html)
     return ReportResult(
         path=path,

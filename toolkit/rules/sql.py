@@ -121,11 +121,11 @@ ENTITY_BASES: dict[str, EntityBase] = {
     "prescription": EntityBase("_audit_rx r", "prescriptions", "rx_id", "r._rid", None, "r._sk"),
     "ec_case": EntityBase("_audit_ec e", "ec_cases", "session_id", "e._rid", None, "e._sk"),
     "care_plan": EntityBase(
-        "care_plans cp",
+        "_audit_cp cp",
         "care_plans",
         "care_plan_id",
-        "cp.rowid",
-        ("NULL", "NULL", "strftime(timezone('Asia/Tokyo', cp.created_at), '%Y-%m')"),
+        "cp._rid",
+        ("cp.plan_institution_id", "NULL", "strftime(timezone('Asia/Tokyo', cp.created_at), '%Y-%m')"),
     ),
     "doctor": EntityBase(
         "doctors d", "doctors", "doctor_id", "d.rowid", ("d.institution_id", "d.doctor_id", "NULL")
@@ -380,6 +380,18 @@ SELECT r.rowid AS _rid, coalesce(s._sk, {NULL_STRATUM}) AS _sk, r.rx_id, r.sessi
 FROM prescriptions r
 LEFT JOIN _audit_s s ON s.session_id = r.session_id
 LEFT JOIN _audit_drug_flags f ON f.drug_code = r.drug_code""",
+    # A care plan's institution is that of the sessions following it (the one with most of them,
+    # ties by id): plans have no institution column, and a plan no session uses stays unknown.
+    "_audit_cp": """
+CREATE OR REPLACE VIEW _audit_cp AS
+SELECT cp.*, cp.rowid AS _rid, pi.institution_id AS plan_institution_id
+FROM care_plans cp
+LEFT JOIN (
+  SELECT care_plan_id, institution_id FROM (
+    SELECT care_plan_id, institution_id, count(*) AS n FROM sessions
+    WHERE care_plan_id IS NOT NULL AND institution_id IS NOT NULL GROUP BY ALL)
+  QUALIFY row_number() OVER (PARTITION BY care_plan_id ORDER BY n DESC, institution_id) = 1
+) pi ON pi.care_plan_id = cp.care_plan_id""",
     "_audit_ec": f"""
 CREATE OR REPLACE VIEW _audit_ec AS
 SELECT e.*, e.rowid AS _rid, coalesce(s._sk, {NULL_STRATUM}) AS _sk, s.sdate, d.specialty, d.ec_training_on,

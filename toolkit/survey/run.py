@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,7 +195,11 @@ def _institution(con: duckdb.DuckDBPyConnection, months: list[str], institution:
                 ).fetchone()[0]
             )
             if not has_inst:
-                raise UserError(f"--institution {institution}: no such institution in the database")
+                ids = known_institutions(con)
+                raise UserError(
+                    f"--institution {institution}: no such institution in the database; known: "
+                    f"{', '.join(ids[:20]) or 'none'}{' …' if len(ids) > 20 else ''}"
+                )
         return institution
     if len(found) == 1:
         return str(found[0])
@@ -203,6 +209,78 @@ def _institution(con: duckdb.DuckDBPyConnection, months: list[str], institution:
         f"the period has sessions of {len(found)} institutions ({', '.join(map(str, found[:10]))}); "
         "give --institution ID (one survey package per institution)"
     )
+
+
+def known_institutions(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Institution ids of the sessions and the institutions table, sorted (for error messages)."""
+    sql = "SELECT institution_id FROM sessions WHERE institution_id IS NOT NULL"
+    if store.table_exists(con, "institutions"):
+        sql += " UNION SELECT institution_id FROM institutions WHERE institution_id IS NOT NULL"
+    return [str(r[0]) for r in con.execute(f"SELECT DISTINCT * FROM ({sql}) ORDER BY 1").fetchall()]
+
+
+def period_institutions(db_path: str | os.PathLike[str], period: str) -> list[str]:
+    """Institutions with sessions in ``period`` (Japan time), sorted."""
+    months = months_of(period)
+    if not Path(db_path).is_file():
+        raise UserError(f"{db_path}: no such database file")
+    con = store.connect(db_path, read_only=True)
+    try:
+        _need_tables(con)
+        marks = ", ".join("?" for _ in months)
+        return [
+            str(r[0])
+            for r in con.execute(
+                f"SELECT DISTINCT institution_id FROM sessions WHERE institution_id IS NOT NULL AND "
+                f"strftime(timezone('Asia/Tokyo', started_at), '%Y-%m') IN ({marks}) ORDER BY 1",
+                months,
+            ).fetchall()
+        ]
+    finally:
+        con.close()
+
+
+def institution_folder(institution_id: str) -> str:
+    """A safe folder name for an institution's package (odd characters replaced, hash added if changed)."""
+    safe = re.sub(r"[^A-Za-z0-9_-]+", "_", institution_id).strip("_")[:40]
+    if safe != institution_id or not safe or safe == "merged":
+        safe = f"{safe or 'institution'}_{hashlib.sha256(institution_id.encode()).hexdigest()[:8]}"
+    return safe
+
+
+@dataclass
+class SurveyAllResult:
+    """``survey ec`` over every institution of the period: one survey each, then their merge."""
+
+    out_dir: Path
+    surveys: list[SurveyResult]
+    merged: MergeResult
+
+
+def run_survey_ec_all(
+    db_path: str | os.PathLike[str],
+    period: str,
+    out_dir: str | os.PathLike[str],
+    *,
+    threshold: int = 10,
+    as_of: dt.date | None = None,
+) -> SurveyAllResult:
+    """One survey package per institution with sessions in ``period`` (``out/<institution>/``), then
+    their merged, suppressed tables (``out/merged/``), as the survey office's ``survey merge`` would."""
+    insts = period_institutions(db_path, period)
+    if not insts:
+        raise UserError("no sessions in the period; give --institution to write an empty survey for one")
+    out = make_dirs(out_dir, fix_existing=True)
+    surveys = [
+        run_survey_ec(
+            db_path, period, out / institution_folder(i), threshold=threshold, institution=i, as_of=as_of
+        )
+        for i in insts
+    ]
+    merged = merge_packages(
+        [str(r.out_dir / PACKAGE_DIR) for r in surveys], out / "merged", threshold=threshold
+    )
+    return SurveyAllResult(out, surveys, merged)
 
 
 def audit_t5(
@@ -405,14 +483,21 @@ def merge_packages(paths: list[str], out_dir: str | os.PathLike[str], *, thresho
 
 
 def cli_survey_ec(args: argparse.Namespace) -> int:
-    """``ocaudit survey ec``: 0 ok, 2 usage/data error."""
+    """``ocaudit survey ec``: 0 ok, 2 usage/data error.
+
+    Without ``--institution`` on a period with sessions of several institutions: one package per
+    institution plus their merged, suppressed tables (:func:`run_survey_ec_all`).
+    """
+    institution = getattr(args, "institution", None)
     try:
+        if not institution and len(period_institutions(args.db, args.period)) > 1:
+            return _cli_survey_ec_all(args)
         res = run_survey_ec(
             args.db,
             args.period,
             args.out,
             threshold=args.threshold,
-            institution=getattr(args, "institution", None),
+            institution=institution,
             as_of=getattr(args, "as_of", None),
         )
     except UserError as exc:
@@ -428,6 +513,28 @@ def cli_survey_ec(args: argparse.Namespace) -> int:
     print(f"published tables: {res.out_dir}/ec_survey_T1..T6.csv, ec_survey.xlsx")
     print(f"package for the survey office: {res.out_dir / PACKAGE_DIR}")
     print(f"NOT FOR RELEASE (unsuppressed, case ids): {res.out_dir / LOCAL_DIR}")
+    return 0
+
+
+def _cli_survey_ec_all(args: argparse.Namespace) -> int:
+    try:
+        res = run_survey_ec_all(
+            args.db, args.period, args.out, threshold=args.threshold, as_of=getattr(args, "as_of", None)
+        )
+    except PackageRejected as exc:
+        print(f"ocaudit: error: the institutions' packages could not be merged: {exc}", file=sys.stderr)
+        return 2
+    for r in res.surveys:
+        print(
+            f"EC survey {r.period} for {r.institution_id}: {r.values.get('T1|all|total', 0)} EC case(s); "
+            f"package: {r.out_dir / PACKAGE_DIR}"
+        )
+    m = res.merged
+    print(
+        f"{len(res.surveys)} institutions 医療機関 (one package each; give --institution ID for one); merged "
+        f"{m.values.get('T1|all|total', 0)} EC case(s), {len(m.masked)} cell(s) suppressed: {m.out_dir}"
+    )
+    print(f"NOT FOR RELEASE (unsuppressed, case ids): {res.out_dir}/<institution>/{LOCAL_DIR}")
     return 0
 
 
@@ -453,6 +560,7 @@ __all__ = [
     "SurveyResult",
     "MergeResult",
     "run_survey_ec",
+    "run_survey_ec_all",
     "merge_packages",
     "render",
     "suppression_mask",
