@@ -17,7 +17,7 @@ import duckdb
 from toolkit.contract import TABLE_ORDER, TABLES
 
 #: Bump when the layout changes; :func:`ensure_schema` migrates older files or refuses them.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 META_DDL = """
 CREATE TABLE IF NOT EXISTS schema_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
