@@ -55,7 +55,7 @@ def is_valid(code: str | None) -> bool:
 
 def valid_sql(col: str) -> str:
     """SQL: TRUE when ``col`` (VARCHAR, not NULL) is a valid code, as :func:`is_valid`."""
-    d = [f"CAST(substr(trim({col}), {i}, 1) AS INTEGER)" for i in range(1, 7)]
+    d = [f"TRY_CAST(substr(trim({col}), {i}, 1) AS INTEGER)" for i in range(1, 7)]
     total = " + ".join(f"{w} * {x}" for w, x in zip(_WEIGHTS, d[:5], strict=True))
     return (
         f"(regexp_full_match(trim({col}), '[0-9]{{5}}') OR (regexp_full_match(trim({col}), '[0-9]{{6}}') "
