@@ -259,3 +259,25 @@ def test_v1_file_is_migrated_to_v2_and_then_takes_v11_data(v1_db, tmp_path) -> N
     assert [i.institution_id for i in rep.institutions] == ["I0003"]
     assert rep.institutions[0].rows == truth["institutions"]["I0003"]["months"]
     assert rep.institutions[0].above_80 is True
+
+
+def test_notebook_runs_offline_on_the_generated_set(generated, monkeypatch) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "06_annual_report.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), (
+        "commit without outputs"
+    )
+    assert "parameters" in code[0].metadata.get("tags", [])
+    monkeypatch.setenv("OCAUDIT_DB", str(generated[0]))
+    NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/svg+xml" in o.get("data", {}) for o in outputs), "the months chart drawn offline"
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "2025-08 – 2026-07, 3 institution(s)" in text

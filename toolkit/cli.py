@@ -175,6 +175,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     a.add_argument("--institution", help="one institution id (default: every institution, one sheet each)")
     a.add_argument("--out", required=True, help="output folder")
+    a.add_argument("--chart", action="store_true", help="also draw the twelve months as an SVG chart")
     m = ssub.add_parser("merge", help="combine institutions' aggregate packages")
     m.add_argument("packages", nargs="+")
     m.add_argument("--out", required=True)

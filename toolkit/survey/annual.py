@@ -397,7 +397,7 @@ def cli_survey_annual(args: argparse.Namespace) -> int:
         report = compute_annual(con, year, getattr(args, "institution", None))
     finally:
         con.close()
-    paths = write_annual(report, Path(args.out))
+    paths = write_annual(report, Path(args.out), chart=bool(getattr(args, "chart", False)))
     print(
         f"情報通信機器を用いた診療に係る報告書 {year}年8月報告 / annual report of August {year} "
         f"({report.months[0]} – {report.months[-1]}): {len(report.institutions)} institution(s)"

@@ -35,6 +35,7 @@ FORM_NOTES = (
     "2 1の(2)は、全診療件数のうち患者の所在が上記医療機関と異なる市町村又は特別区である場合の割合が"
     "8割を超える場合に記載する。市町村及び特別区は診療件数の多い5箇所について記載する。",
 )
+EN_SUB = {key: en for key, (_ja, en) in MEASURES.items()}
 COUNT_KEYS = ("in_person_first", "in_person_revisit", "online_first", "online_revisit")
 BLANK = "—"  # a count the data cannot give (shown, never a silent 0)
 
@@ -62,6 +63,12 @@ def _sheet(wb: Any, report: AnnualReport, inst: InstitutionAnnual) -> None:
         ws.column_dimensions[col].width = width
     ws.merge_cells("A1:G1")
     _cell(ws, 1, 1, TITLE, font=Font(bold=True, size=14), alignment=center)
+    _cell(
+        ws,
+        1,
+        8,
+        "Report on care using information and communication devices (annual, to the Regional Bureau)",
+    )
     _cell(ws, 2, 1, f"{report.year}年8月報告（対象期間 {report.year - 1}年8月1日～{report.year}年7月31日）")
     _cell(ws, 3, 1, "保険医療機関名")
     _cell(ws, 3, 3, f"{inst.name} ({inst.institution_id})" if inst.name else inst.institution_id)
@@ -77,6 +84,13 @@ def _sheet(wb: Any, report: AnnualReport, inst: InstitutionAnnual) -> None:
     _cell(ws, head, 2, IN_PERSON_HEAD, alignment=center, border=box)
     ws.merge_cells(start_row=head, start_column=4, end_row=head, end_column=5)
     _cell(ws, head, 4, ONLINE_HEAD, alignment=center, border=box)
+    _cell(
+        ws,
+        head,
+        6,
+        "In person (B–C) and online (D–E): 初診料 = first-visit fee, 再診料 = revisit fee",
+        alignment=wrap,
+    )
     for col, text in zip((2, 3, 4, 5), ("初診料", "再診料", "初診料", "再診料"), strict=True):
         _cell(ws, head + 1, col, text, alignment=center, border=box, font=Font(bold=True))
     r = head + 2
@@ -97,6 +111,7 @@ def _sheet(wb: Any, report: AnnualReport, inst: InstitutionAnnual) -> None:
             _cell(ws, r + k, 2, label, alignment=wrap, border=box, font=Font(size=9))
             v = vals[key]
             _cell(ws, r + k, 4, BLANK if v is None else v, border=box)
+            _cell(ws, r + k, 6, EN_SUB[key], alignment=wrap, font=Font(size=9, color="555555"))
             ws.row_dimensions[r + k].height = 28
         r += 3
     _cell(ws, r, 1, "合計", alignment=center, border=box, font=Font(bold=True))
@@ -209,8 +224,9 @@ def _summary_rows(report: AnnualReport) -> list[list[Any]]:
     return rows
 
 
-def write_annual(report: AnnualReport, out: Path) -> list[Path]:
-    """Write the workbook, the CSVs and ``definitions.txt`` (all 0600, folder 0700); the paths."""
+def write_annual(report: AnnualReport, out: Path, *, chart: bool = False) -> list[Path]:
+    """Write the workbook, the CSVs, ``definitions.txt`` and, with ``chart``, the months chart (SVG);
+    all 0600 in a 0700 folder. Returns the paths."""
     from openpyxl import Workbook
 
     out = make_dirs(out)
@@ -241,4 +257,10 @@ def write_annual(report: AnnualReport, out: Path) -> list[Path]:
     if not report.notes and not any(i.notes for i in report.institutions):
         lines.append("- なし / none")
     paths.append(write_text(out / "definitions.txt", "\n".join(lines) + "\n"))
+    if chart:
+        from toolkit.report.charts import to_svg
+        from toolkit.survey.annual_chart import months_chart
+
+        svg = to_svg(months_chart(report)).replace("<svg ", '<svg xmlns="http://www.w3.org/2000/svg" ', 1)
+        paths.append(write_text(out / f"{stem}_months.svg", svg))  # a file of its own: namespace back
     return paths
