@@ -281,3 +281,16 @@ def test_notebook_runs_offline_on_the_generated_set(generated, monkeypatch) -> N
     assert any("image/svg+xml" in o.get("data", {}) for o in outputs), "the months chart drawn offline"
     text = "".join(o.get("text", "") for o in outputs)
     assert "2025-08 – 2026-07, 3 institution(s)" in text
+
+
+def test_hostile_ids_and_names_are_neutralised_in_the_workbook(tmp_path) -> None:
+    from toolkit.survey.annual import AnnualReport, InstitutionAnnual
+
+    months = period_months(2026)
+    rows = {m: {k: 0 for k in wbmod.MEASURES} for m in months}
+    inst = InstitutionAnnual("I/1:[x]", '=HYPERLINK("http://x","y")', "13101", rows)
+    paths = wbmod.write_annual(AnnualReport(2026, months, [inst], []), tmp_path / "o")
+    wb = openpyxl.load_workbook(paths[0])
+    assert wb.sheetnames[0] == "I_1__x_"
+    texts = [c.value for row in wb["I_1__x_"].iter_rows() for c in row if isinstance(c.value, str)]
+    assert any(t.startswith("'=HYPERLINK") for t in texts) and not any(t.startswith("=") for t in texts)

@@ -11,6 +11,7 @@ located in another municipality. What could and could not be confirmed of the fo
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,19 @@ def _cell(ws: Any, row: int, col: int, value: Any, **style: Any) -> Any:
     return c
 
 
+def sheet_title(institution_id: str, taken: list[str]) -> str:
+    """A valid, unused Excel sheet name for an institution id (``[]:*?/\\`` → ``_``, ≤ 31 characters)."""
+    base = re.sub(r"[\[\]:*?/\\]", "_", institution_id or "institution").strip("'")[:28] or "institution"
+    title, k = base, 2
+    while title.casefold() in {t.casefold() for t in taken}:
+        title, k = f"{base}~{k}", k + 1
+    return title
+
+
 def _sheet(wb: Any, report: AnnualReport, inst: InstitutionAnnual) -> None:
     from openpyxl.styles import Alignment, Border, Font, Side
 
-    ws = wb.create_sheet(title=(inst.institution_id or "institution")[:31])
+    ws = wb.create_sheet(title=sheet_title(inst.institution_id, wb.sheetnames))
     thin = Side(style="thin")
     box = Border(left=thin, right=thin, top=thin, bottom=thin)
     wrap = Alignment(wrap_text=True, vertical="center")
@@ -65,8 +75,8 @@ def _sheet(wb: Any, report: AnnualReport, inst: InstitutionAnnual) -> None:
     _cell(ws, 1, 1, TITLE, font=Font(bold=True, size=14), alignment=center)
     _cell(
         ws,
+        5,
         1,
-        8,
         "Report on care using information and communication devices (annual, to the Regional Bureau)",
     )
     _cell(ws, 2, 1, f"{report.year}年8月報告（対象期間 {report.year - 1}年8月1日～{report.year}年7月31日）")
