@@ -411,6 +411,18 @@ TABLE_ORDER: tuple[str, ...] = (
     "access_log",
 )
 
+#: v1.1 columns no rule reads but the annual report (``ocaudit survey annual``) does; without them it
+#: says what it omits (ingest names them in its notes).
+ANNUAL_REPORT_COLUMNS: frozenset[str] = frozenset(
+    {
+        "institutions.municipality_code",
+        "patients.municipality_code",
+        "sessions.insurance_billed",
+        "sessions.patient_municipality_code",
+        "in_person_visits.insurance_billed",
+    }
+)
+
 #: Column names that look like direct identifiers; refused unless the mapping drops them.
 #: A header is normalised first (NFKC, invisible characters removed, case-folded: see
 #: :func:`toolkit.ingest.parse.normalise_header`). ASCII patterns match whole words of the name
