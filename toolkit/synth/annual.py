@@ -71,15 +71,14 @@ def _month(seconds: int) -> str:
     return str(np.datetime64(seconds // DAY, "D"))[:7]
 
 
-def institution_codes(seed: int, prefectures: np.ndarray) -> tuple[np.ndarray, int]:
-    """Municipality codes of the institutions (6 digits; every third written with 5) and the index
-    of the online-specialised clinic (the last one), whose patients mostly live elsewhere."""
-    rng = np.random.default_rng([seed, 21, 0])
+def institution_codes(prefectures: np.ndarray) -> tuple[np.ndarray, int]:
+    """Municipality codes of the institutions (the prefecture's first municipality; 6 digits, every
+    third written with 5) and the index of the online-specialised clinic (the last one), whose
+    patients mostly live elsewhere. No random draw: v1 streams are untouched by construction."""
     codes = np.empty(len(prefectures), dtype=object)
     for i, pref in enumerate(prefectures):
         own = PREF_CODES[pref][0]
         codes[i] = own if i % 3 == 2 else _six(own)
-    rng.random()  # reserved: keeps the stream's use explicit
     return codes, len(prefectures) - 1
 
 
@@ -127,22 +126,30 @@ class AnnualChunk:
         rng = self.rng
         n, n_pat = len(s["session_id"]), len(p["patient_id"])
         # the institution of each patient: that of the earliest session
-        pat_pos = {str(x): i for i, x in enumerate(p["patient_id"])}
         start = np.where(s["started_at"] == NULL_I, np.iinfo(np.int64).max, s["started_at"])
         pat_inst = rng.integers(0, len(self.inst_codes), n_pat)
         seen = np.zeros(n_pat, bool)
-        for j in np.argsort(start, kind="stable"):
-            k = pat_pos.get(str(s["patient_id"][j]))
-            inst = self.inst_index.get(str(s["institution_id"][j]))
-            if k is not None and inst is not None and not seen[k]:
-                pat_inst[k], seen[k] = inst, True
+        s_inst = np.array([self.inst_index.get(str(x), -1) for x in s["institution_id"]], np.int64)
+        pos = np.searchsorted(p["patient_id"].astype(str), s["patient_id"].astype(str))  # ids are sorted
+        pos = np.minimum(pos, max(n_pat - 1, 0))
+        known = (
+            (n_pat > 0) & (p["patient_id"].astype(str)[pos] == s["patient_id"].astype(str)) & (s_inst >= 0)
+        )
+        order = np.lexsort((start, pos))  # per patient, earliest session first
+        order = order[known[order]]
+        first_of = order[np.unique(pos[order], return_index=True)[1]]
+        pat_inst[pos[first_of]] = s_inst[first_of]
+        seen[pos[first_of]] = True
         home = np.array([_norm(self.inst_codes[i]) or "13101" for i in pat_inst], dtype=object)
         r = rng.random(n_pat)
-        far_pick = np.array(FAR_CODES, dtype=object)[rng.integers(0, len(FAR_CODES), n_pat)]
+        far_own = _norm(self.inst_codes[self.far])
+        far_list = np.array([c for c in FAR_CODES if c != far_own], dtype=object)  # never its own
+        far_pick = far_list[rng.integers(0, len(far_list), n_pat)]
         any_pick = np.array(ALL_CODES, dtype=object)[rng.integers(0, len(ALL_CODES), n_pat)]
         is_far = pat_inst == self.far
         code = np.where(is_far, np.where(r < 0.96, far_pick, home), np.where(r < 0.85, home, any_pick))
-        code = np.array([_six(c) if rng.random() < 0.5 else c for c in code], dtype=object)
+        six = rng.random(n_pat) < 0.5
+        code = np.array([_six(c) if w else c for c, w in zip(code, six, strict=True)], dtype=object)
         code[(~is_far) & (rng.random(n_pat) < 0.03)] = None
         if self.inject and n_pat > 2:
             k = int(rng.integers(0, n_pat))
@@ -186,7 +193,7 @@ class AnnualChunk:
             far = inst == self.far
             t0 = online_first.get(pid)
             if t0 is not None:
-                n_after = rng.geometric(0.5) if rng.random() < (0.1 if far else 0.55) else 0
+                n_after = rng.geometric(0.5) if rng.random() < (0.05 if far else 0.55) else 0
                 for _ in range(int(n_after)):
                     rows.append((pid, inst, t0 + int(rng.integers(3, 60)) * DAY, 0))
                 if self.inject and not injected_earlier and not far:

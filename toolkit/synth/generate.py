@@ -4,7 +4,9 @@
 one; the generator prescribes codes the shipped master classifies), plus
 ``ground_truth.csv`` (``rule_id,entity,entity_id,status`` for every violated or not-evidenced
 (rule, entity) an audit implementing docs/rule-semantics.md must report) and
-``generation.json`` (parameters, counts, injected defects per rule, and the ``as_of`` date).
+``generation.json`` (parameters, counts, injected defects per rule, the ``as_of`` date, and
+``annual_report``: the expected figures of ``ocaudit survey annual --year 2026``, counted by
+:mod:`toolkit.synth.annual` from its own random streams so the v1 tables are unchanged).
 
 How: sessions are generated clean in self-contained chunks (see :mod:`toolkit.synth.chunk`),
 defects are injected into distinct records (:mod:`toolkit.synth.inject`), and the ground
@@ -281,7 +283,7 @@ def generate_dataset(
     con.execute("SET threads TO 2")
     con.execute("SET memory_limit = '600MB'")
     # v1.1 columns from their own random streams: every v1 column above stays as it was
-    inst_codes, far_inst = institution_codes(seed, glob["institutions"]["prefecture"])
+    inst_codes, far_inst = institution_codes(glob["institutions"]["prefecture"])
     glob["institutions"]["municipality_code"] = inst_codes
     annual = AnnualTruth(world.inst_ids, inst_codes)
     _register_eval(con, glob, None)
