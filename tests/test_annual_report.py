@@ -239,7 +239,7 @@ def test_v1_file_is_migrated_to_v2_and_then_takes_v11_data(v1_db, tmp_path) -> N
     con = store.connect(db)
     assert store.schema_version(con) == 1
     store.ensure_schema(con)
-    assert store.schema_version(con) == store.SCHEMA_VERSION == migrations.LATEST == 2
+    assert store.schema_version(con) == store.SCHEMA_VERSION == migrations.LATEST >= 2  # v3+ may follow
     fresh = store.connect(tmp_path / "fresh.duckdb")
     store.ensure_schema(fresh)
     for table in (*V11_COLUMNS, "in_person_visits"):
