@@ -106,6 +106,8 @@ def test_every_command_opens_no_connection(tmp_path):
         assert r.returncode == 0, (argv, r.stdout[-2000:], r.stderr[-2000:])
     assert (demo / "report.html").is_file() and (demo / "violations.csv").is_file()
     assert (demo / "survey_ec" / "merged").is_dir() and any((demo / "feedback").iterdir())
+    assert (demo / "annual_report" / "annual_report_2026.xlsx").is_file()
+    assert (demo / "annual_report" / "annual_report_2026_months.svg").is_file()
     assert (tmp_path / "gen" / "sessions.csv").is_file()
 
 

@@ -214,6 +214,17 @@ def _parser() -> argparse.ArgumentParser:
         "--institution",
         help="one institution id (default: one package per institution of the period, plus their merged tables)",
     )
+    a = ssub.add_parser(
+        "annual",
+        help="annual report to the Regional Bureau (情報通信機器を用いた診療に係る報告書, filed each August)",
+    )
+    a.add_argument("--db", required=True)
+    a.add_argument(
+        "--year", required=True, help="year of the August it is filed (2026 = 2025-08-01..2026-07-31)"
+    )
+    a.add_argument("--institution", help="one institution id (default: every institution, one sheet each)")
+    a.add_argument("--out", required=True, help="output folder")
+    a.add_argument("--chart", action="store_true", help="also draw the twelve months as an SVG chart")
     m = ssub.add_parser("merge", help="combine institutions' aggregate packages")
     m.add_argument("packages", nargs="+")
     m.add_argument("--out", required=True)
@@ -307,6 +318,10 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "survey":
         from toolkit.survey import run as survey
 
+        if args.survey_command == "annual":
+            from toolkit.survey import annual
+
+            return annual.cli_survey_annual(args)
         if args.survey_command == "ec":
             return survey.cli_survey_ec(args)
         return survey.cli_survey_merge(args)

@@ -1,4 +1,4 @@
-"""The data contract (v1): canonical tables, columns, types and enumerations.
+"""The data contract (v1.1): canonical tables, columns, types and enumerations.
 
 This module is data, not logic. It mirrors ``shared/spec/data-contract.md``; ingest,
 the generator, the audit and the docs all read it, so a column is described once.
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CONTRACT_VERSION = "1"
+CONTRACT_VERSION = "1.1"
 
 DUCKDB_TYPES: dict[str, str] = {
     "str": "VARCHAR",
@@ -182,6 +182,12 @@ TABLES: dict[str, Table] = {
                     optional=True,
                     meaning="institution taking sudden deterioration",
                 ),
+                _c(
+                    "municipality_code",
+                    "str",
+                    optional=True,
+                    meaning="JIS X 0402 市区町村コード of the institution (5 digits, or 6 with check digit) — v1.1",
+                ),
             ),
             meaning="医療機関",
         ),
@@ -208,6 +214,12 @@ TABLES: dict[str, Table] = {
                 _c("birth_date", "date", optional=True),
                 _c("birth_year", "int", optional=True, min=1800, max=9999),
                 _c("sex", "enum", enum=("female", "male", "other", "unknown")),
+                _c(
+                    "municipality_code",
+                    "str",
+                    optional=True,
+                    meaning="JIS X 0402 code of where the patient lives (quasi-identifier: shown aggregated only) — v1.1",
+                ),
             ),
             meaning="患者 (pseudonymous)",
             alternatives={"birth_year": "birth_date"},
@@ -260,6 +272,18 @@ TABLES: dict[str, Table] = {
                 _c("substitute_consent", "bool", optional=True),
                 _c("meds_confirmed", "bool"),
                 _c("chart_marked_online", "bool"),
+                _c(
+                    "insurance_billed",
+                    "bool",
+                    optional=True,
+                    meaning="billed under insurance (初診料/再診料「情報通信機器を用いた場合」); private pay false — v1.1",
+                ),
+                _c(
+                    "patient_municipality_code",
+                    "str",
+                    optional=True,
+                    meaning="JIS X 0402 code of where the patient was for this session; else the patient's — v1.1",
+                ),
             ),
             meaning="one row per remote encounter",
         ),
@@ -347,6 +371,19 @@ TABLES: dict[str, Table] = {
             meaning="emergency contraception from a first online visit",
         ),
         Table(
+            "in_person_visits",
+            (
+                _c("visit_id", "str", key=True),
+                _c("patient_id", "str"),
+                _c("institution_id", "str"),
+                _c("doctor_id", "str", optional=True),
+                _c("visited_at", "timestamptz"),
+                _c("is_first_visit", "bool", meaning="初診料 billed (else 再診料 / 外来診療料)"),
+                _c("insurance_billed", "bool", optional=True, meaning="billed under insurance"),
+            ),
+            meaning="対面診療: one row per in-person visit (for the annual report) — v1.1",
+        ),
+        Table(
             "access_log",
             (
                 _c("session_id", "str"),
@@ -370,7 +407,20 @@ TABLE_ORDER: tuple[str, ...] = (
     "sessions",
     "prescriptions",
     "ec_cases",
+    "in_person_visits",
     "access_log",
+)
+
+#: v1.1 columns no rule reads but the annual report (``ocaudit survey annual``) does; without them it
+#: says what it omits (ingest names them in its notes).
+ANNUAL_REPORT_COLUMNS: frozenset[str] = frozenset(
+    {
+        "institutions.municipality_code",
+        "patients.municipality_code",
+        "sessions.insurance_billed",
+        "sessions.patient_municipality_code",
+        "in_person_visits.insurance_billed",
+    }
 )
 
 #: Column names that look like direct identifiers; refused unless the mapping drops them.

@@ -92,6 +92,23 @@ def survey_commands(db: Path, out: Path, period: str = "2026-04..2026-09") -> li
     return cmds
 
 
+def annual_commands(db: Path, out: Path, year: int = 2026) -> list[list[str]]:
+    """The annual report to the Regional Bureau (情報通信機器を用いた診療に係る報告書), every institution."""
+    return [
+        [
+            "survey",
+            "annual",
+            "--db",
+            str(db),
+            "--year",
+            str(year),
+            "--out",
+            str(out / "annual_report"),
+            "--chart",
+        ]
+    ]
+
+
 def cli_demo(args) -> int:  # type: ignore[no-untyped-def]
     """Run every demo command; stop at the first that fails with a usage/data error."""
     sample = Path(args.sample) if args.sample else sample_dir()
@@ -108,9 +125,14 @@ def cli_demo(args) -> int:  # type: ignore[no-untyped-def]
         if _run(argv) == 2:
             print(f"\nocaudit demo: stopped, 'survey {argv[1]}' failed (exit 2)")
             return 2
+    for argv in annual_commands(out / "ocaudit.duckdb", out):
+        if _run(argv) == 2:
+            print("\nocaudit demo: stopped, 'survey annual' failed (exit 2)")
+            return 2
     print(
         f"\nDemo finished. Open {out / 'report.html'} in a browser; the database is {out / 'ocaudit.duckdb'};"
         f" violations are in {out / 'violations.csv'}; feedback sheets in {out / 'feedback'};"
-        f" EC survey tables per institution and merged in {out / 'survey_ec'}."
+        f" EC survey tables per institution and merged in {out / 'survey_ec'};"
+        f" the annual report (情報通信機器を用いた診療に係る報告書) in {out / 'annual_report'}."
     )
     return 0

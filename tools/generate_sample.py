@@ -120,7 +120,15 @@ def build_sample(out_dir: str | Path = SAMPLE_DIR) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         summary = generate_dataset(tmp, SAMPLE_SESSIONS, SAMPLE_SEED, "csv", SAMPLE_RATE)
         t = Path(tmp)
-        for name in ("doctors", "patients", "sessions", "prescriptions", "ec_cases", "access_log"):
+        for name in (
+            "doctors",
+            "patients",
+            "sessions",
+            "prescriptions",
+            "ec_cases",
+            "in_person_visits",
+            "access_log",
+        ):
             shutil.copyfile(t / f"{name}.csv", out / f"{name}.csv")
         text = (t / "institutions.csv").read_text(encoding="utf-8")
         (out / "institutions.csv").write_bytes(text.replace("\n", "\r\n").encode("cp932"))

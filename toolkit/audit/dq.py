@@ -13,6 +13,7 @@ import unicodedata
 import duckdb
 
 from toolkit.contract import ID_WHITESPACE, TABLES
+from toolkit.municipality import valid_sql
 from toolkit.rules.facts import DRUG_FLAGS_SELECT, ec_lines_select, ec_tablet_unclassified
 
 #: (check id, table, title_en, title_ja, condition on a record of the table, aliased as in :data:`ALIASES`)
@@ -113,6 +114,52 @@ DQ_CHECKS: tuple[tuple[str, str, str, str, str], ...] = (
         "処方薬が医薬品マスタで分類できない緊急避妊事例（錠剤の判定不能）",
         f"e.session_id IN (SELECT l.session_id FROM ({ec_lines_select(f'({DRUG_FLAGS_SELECT})')}) l "
         f"WHERE {ec_tablet_unclassified('l')})",
+    ),
+    # contract v1.1: in-person visits and municipality codes (the annual report's inputs)
+    (
+        "dq.in_person_unknown_patient",
+        "in_person_visits",
+        "In-person visits naming an unknown patient",
+        "未登録の患者IDを持つ対面診療",
+        "v.patient_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM patients p WHERE p.patient_id = v.patient_id)",
+    ),
+    (
+        "dq.in_person_unknown_institution",
+        "in_person_visits",
+        "In-person visits naming an unknown institution",
+        "未登録の医療機関IDを持つ対面診療",
+        "v.institution_id IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM institutions i WHERE i.institution_id = v.institution_id)",
+    ),
+    (
+        "dq.first_visit_after_earlier_visit",
+        "sessions",
+        "Online first visits whose patient had an earlier in-person visit at the same institution "
+        "(the first-visit flag may be wrong)",
+        "同じ医療機関で以前に対面診療のある患者のオンライン初診（初診の記録が誤りの可能性）",
+        "s.kind = 'online_care' AND s.is_first_visit AND EXISTS (SELECT 1 FROM in_person_visits v "
+        "WHERE v.patient_id = s.patient_id AND v.institution_id = s.institution_id AND v.visited_at < s.started_at)",
+    ),
+    (
+        "dq.institution_bad_municipality",
+        "institutions",
+        "Institutions with a malformed municipality code or wrong check digit (JIS X 0402)",
+        "市町村コード（JIS X 0402）の形式・検査数字が誤っている医療機関",
+        f"i.municipality_code IS NOT NULL AND NOT {valid_sql('i.municipality_code')}",
+    ),
+    (
+        "dq.patient_bad_municipality",
+        "patients",
+        "Patients with a malformed municipality code or wrong check digit (JIS X 0402)",
+        "市町村コード（JIS X 0402）の形式・検査数字が誤っている患者",
+        f"p.municipality_code IS NOT NULL AND NOT {valid_sql('p.municipality_code')}",
+    ),
+    (
+        "dq.session_bad_municipality",
+        "sessions",
+        "Sessions with a malformed patient municipality code or wrong check digit (JIS X 0402)",
+        "患者所在の市町村コード（JIS X 0402）の形式・検査数字が誤っている診療",
+        f"s.patient_municipality_code IS NOT NULL AND NOT {valid_sql('s.patient_municipality_code')}",
     ),
 )
 
@@ -218,7 +265,16 @@ def _shown(v: str) -> str:
 
 
 #: The alias of each checked table in the conditions.
-ALIASES = {"sessions": "s", "doctors": "d", "prescriptions": "r", "ec_cases": "e", "access_log": "a"}
+ALIASES = {
+    "sessions": "s",
+    "doctors": "d",
+    "prescriptions": "r",
+    "ec_cases": "e",
+    "access_log": "a",
+    "in_person_visits": "v",
+    "institutions": "i",
+    "patients": "p",
+}
 
 
 def run_dq_checks(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from toolkit.contract import TABLE_ORDER, TABLES
+from toolkit.contract import ANNUAL_REPORT_COLUMNS, TABLE_ORDER, TABLES
 from toolkit.rules.catalogue import rules_disabled_by
 
 
@@ -69,6 +69,13 @@ def coverage_lines(
                 warnings.append(f"{col} missing → {', '.join(ids)} will be not evaluable")
             else:
                 quiet.append(col.partition(".")[2])
+        annual = [c for c in quiet if f"{name}.{c}" in ANNUAL_REPORT_COLUMNS]
+        quiet = [c for c in quiet if c not in annual]
         if quiet:
             notes.append(f"{name} has no column {', '.join(quiet)} (loaded as empty; no rule needs it)")
+        if annual:
+            notes.append(
+                f"{name} has no column {', '.join(annual)} (loaded as empty; no rule needs it, the annual "
+                "report `ocaudit survey annual` says what it omits without it)"
+            )
     return warnings, notes

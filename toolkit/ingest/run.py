@@ -79,14 +79,14 @@ class _Run(ReadPhase, DirectLoad, WritePhase):
 
 
 def _print_table(summary: IngestSummary, out: Callable[[str], Any]) -> None:
-    hdr = f"{'table':<14}{'read':>10}{'loaded':>10}{'quarant.':>10}{'inserted':>10}{'updated':>10}{'unchanged':>10}"
+    hdr = f"{'table':<17}{'read':>10}{'loaded':>10}{'quarant.':>10}{'inserted':>10}{'updated':>10}{'unchanged':>10}"
     out(hdr)
     for name in TABLE_ORDER:
         c = summary.tables.get(name)
         if c is None:
             continue
         out(
-            f"{name:<14}{c.read:>10}{c.loaded:>10}{c.quarantined:>10}{c.inserted:>10}{c.updated:>10}"
+            f"{name:<17}{c.read:>10}{c.loaded:>10}{c.quarantined:>10}{c.inserted:>10}{c.updated:>10}"
             f"{c.unchanged:>10}" + (f"  ({c.deleted} deleted)" if c.deleted else "")
         )
 

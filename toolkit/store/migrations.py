@@ -7,7 +7,11 @@ Schema versions:
 * **1** — records ``schema_version`` in ``schema_meta``; ``rule_results.missing_columns``
   (``VARCHAR[]``) before ``message``; ``ingest_files.columns_present`` (``VARCHAR[]``) after
   ``encoding``.
-* **2** — reserved for the data contract v1.1 (another branch adds it).
+* **2** — data contract v1.1: ``institutions.municipality_code`` (after ``in_person_backup_id``),
+  ``patients.municipality_code`` (after ``sex``), ``sessions.insurance_billed`` and
+  ``sessions.patient_municipality_code`` (after ``chart_marked_online``), all NULL in migrated rows
+  (a v1 export did not have them; ``ingest_files.columns_present`` keeps saying so), and the new
+  table ``in_person_visits``.
 * **3** — the ``review_marks`` table (append-only review marks on findings; see ``toolkit/review``).
 
 A migration rebuilds a table when a column is added in the middle: the stages insert rows
@@ -83,6 +87,28 @@ def _v0_to_v1(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
+#: v1.1 contract columns added by version 2: (table, new column, after column, SQL type).
+V2_COLUMNS: tuple[tuple[str, str, str, str], ...] = (
+    ("institutions", "municipality_code", "in_person_backup_id", "VARCHAR"),
+    ("patients", "municipality_code", "sex", "VARCHAR"),
+    ("sessions", "insurance_billed", "chart_marked_online", "BOOLEAN"),
+    ("sessions", "patient_municipality_code", "insurance_billed", "VARCHAR"),
+)
+
+
+def _v1_to_v2(con: duckdb.DuckDBPyConnection) -> None:
+    from toolkit.store.schema import canonical_ddl
+
+    for table, col, after, sql_type in V2_COLUMNS:
+        cols = _columns(con, table)
+        if not cols or col in cols:
+            continue
+        if after not in cols:  # a partial table (made by hand): before the bookkeeping columns, else last
+            after = cols[cols.index("_ingest_id") - 1] if "_ingest_id" in cols[1:] else cols[-1]
+        _rebuild_with(con, table, col, after, f"CAST(NULL AS {sql_type})")
+    con.execute(canonical_ddl("in_person_visits"))
+
+
 def _v2_to_v3(con: duckdb.DuckDBPyConnection) -> None:
     # a new table only: no existing row changes
     from toolkit.store.schema import REVIEW_MARKS_DDL
@@ -96,6 +122,11 @@ MIGRATIONS: list[tuple[int, str, Callable[[duckdb.DuckDBPyConnection], None]]] =
         1,
         "record the schema version; add rule_results.missing_columns and ingest_files.columns_present",
         _v0_to_v1,
+    ),
+    (
+        2,
+        "data contract v1.1: municipality codes, sessions.insurance_billed, table in_person_visits",
+        _v1_to_v2,
     ),
     (3, "add the review_marks table (append-only review marks on findings)", _v2_to_v3),
 ]

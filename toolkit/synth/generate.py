@@ -4,7 +4,9 @@
 one; the generator prescribes codes the shipped master classifies), plus
 ``ground_truth.csv`` (``rule_id,entity,entity_id,status`` for every violated or not-evidenced
 (rule, entity) an audit implementing docs/rule-semantics.md must report) and
-``generation.json`` (parameters, counts, injected defects per rule, and the ``as_of`` date).
+``generation.json`` (parameters, counts, injected defects per rule, the ``as_of`` date, and
+``annual_report``: the expected figures of ``ocaudit survey annual --year 2026``, counted by
+:mod:`toolkit.synth.annual` from its own random streams so the v1 tables are unchanged).
 
 How: sessions are generated clean in self-contained chunks (see :mod:`toolkit.synth.chunk`),
 defects are injected into distinct records (:mod:`toolkit.synth.inject`), and the ground
@@ -31,6 +33,7 @@ import pyarrow.csv as pacsv
 from toolkit.contract import CONTRACT_VERSION
 from toolkit.errors import UserError
 from toolkit.store.files import make_dirs, open_owner_only, write_text
+from toolkit.synth.annual import AnnualChunk, AnnualTruth, institution_codes
 from toolkit.synth.chunk import AS_OF, DAYS, PERIOD_START_DAY, World, build_chunk
 from toolkit.synth.drugs import DrugMaster
 from toolkit.synth.inject import Injector
@@ -46,6 +49,7 @@ TABLES_OUT = (
     "sessions",
     "prescriptions",
     "ec_cases",
+    "in_person_visits",
     "access_log",
 )
 PREFECTURES = [
@@ -234,6 +238,8 @@ def _register_eval(
         "institutions": "i",
     }
     for name, cols in tables.items():
+        if name not in alias:
+            continue  # in_person_visits: no rule reads it (the annual truth is counted apart)
         tab = to_arrow(name, cols, "eval")
         if name == "prescriptions" and master is not None:
             for k, v in _rx_flags(cols, master).items():
@@ -276,6 +282,10 @@ def generate_dataset(
     con = duckdb.connect()
     con.execute("SET threads TO 2")
     con.execute("SET memory_limit = '600MB'")
+    # v1.1 columns from their own random streams: every v1 column above stays as it was
+    inst_codes, far_inst = institution_codes(glob["institutions"]["prefecture"])
+    glob["institutions"]["municipality_code"] = inst_codes
+    annual = AnnualTruth(world.inst_ids, inst_codes)
     _register_eval(con, glob, None)
     plan = _chunk_plan(sessions, chunk_size)
     with open_owner_only(truth_path, "wb") as tfh:
@@ -287,10 +297,22 @@ def generate_dataset(
             tables = build_chunk(world, c, n, days, seed, min_ec)
             if inject:
                 injected.update(Injector(world, tables, violation_rate, seed, c).run())
+            AnnualChunk(
+                tables, world.inst_ids, inst_codes, far_inst, world.inst_docs, world.doc_ids, seed, c, inject
+            ).run()
+            annual.add(tables)
             _register_eval(con, tables, master)
             truth = evaluate(con, AS_OF, "chunk")
             _write_truth(tfh, truth, truth_counts)
-            for t in ("patients", "care_plans", "sessions", "prescriptions", "ec_cases", "access_log"):
+            for t in (
+                "patients",
+                "care_plans",
+                "sessions",
+                "prescriptions",
+                "ec_cases",
+                "in_person_visits",
+                "access_log",
+            ):
                 sinks[t].write(tables[t])
             del tables, truth
             if progress:
@@ -337,6 +359,7 @@ def generate_dataset(
             if truth_counts[(r, "violated")] or truth_counts[(r, "not_evidenced")]
         },
         "ground_truth_rows": sum(truth_counts.values()),
+        "annual_report": annual.summary(),
     }
     write_text(out / "generation.json", json.dumps(summary, ensure_ascii=False, indent=2) + "\n")
     summary["seconds"] = round(time.time() - t0, 1)
