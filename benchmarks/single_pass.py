@@ -20,12 +20,13 @@ Status of a record, as in the audit (``s`` scope, ``p`` pass, SQL three-valued b
     not evidenced  (s IS TRUE AND p IS NULL) OR (s IS NULL AND p IS NOT TRUE)
 
 The **export limit** (``--violations OUT``, issue 17) also writes every violation id, as
-``ocaudit audit --violations`` does: per base table the status columns are materialised once, then
-one SELECT per rule (its violated and not-evidenced records), all joined by UNION ALL, and one COPY
-to CSV in the toolkit's export format (run id, rule, section, level, entity, entity id, status;
-sorted by rule and entity id; formula-safe; ``\r\n``). Run id, section and level are those of the
-audit run of ``--check-run``, so the file is byte-identical to that run's export when both are
-right (``benchmarks/run.py`` compares the SHA-256 of the two files).
+``ocaudit audit --violations`` does: per base table the entity id and status codes are stored once
+in an in-memory temporary table (the counts are then counted from it), then one SELECT per rule
+(its violated and not-evidenced records), all joined by UNION ALL, and one COPY to CSV in the
+toolkit's export format (run id, rule, section, level, entity, entity id, status; sorted by rule
+and entity id; formula-safe; ``\r\n``). Run id, section and level are those of the audit run of
+``--check-run``, so the file is byte-identical to that run's export when both are right
+(``benchmarks/run.py`` compares the SHA-256 of the two files).
 
 Usage: ``python benchmarks/single_pass.py --db F --as-of YYYY-MM-DD [--check-run RUN|latest]
 [--violations OUT.csv] [--json OUT]`` (exit 1 when the counts differ from the audit run).
@@ -445,40 +446,34 @@ NEUTRAL_ID = """CASE WHEN u.entity_id = '' THEN NULL
     THEN chr(39) || u.entity_id ELSE u.entity_id END"""
 
 
-def violations_sql(
-    as_of: dt.date,
-    run_id: str | None,
-    rule_meta: dict[str, tuple[str | None, str | None]],
-    network_threshold: int = 3,
-) -> str:
-    """Every violated and not-evidenced record of every rule: the rows of the audit's violations export.
+def status_table_sql(table: str, as_of: dt.date, network_threshold: int = 3) -> str:
+    """``CREATE TEMP TABLE sp_<table>``: the entity id and every rule's status code (UTINYINT)."""
+    base, rules = QUERIES[table]
+    _entity, id_col = ENTITIES[table]
+    cols = [
+        c.replace(f" END AS st_{i}", f" END::UTINYINT AS st_{i}")
+        for i, c in enumerate(status_columns(rules, as_of, network_threshold))
+    ]
+    proj = [f"CAST({id_col} AS VARCHAR) AS entity_id", *cols]
+    return f"CREATE TEMP TABLE sp_{table} AS {base}\nSELECT\n  " + ",\n  ".join(proj) + "\nFROM x"
 
-    Per base table the status columns are materialised once (``sp``), then one SELECT per rule reads
-    its ids; all of them are joined by UNION ALL and sorted by rule, entity id and status.
-    ``rule_meta``: rule id → (section, level) as the audit run stored them.
-    """
-    parts = []
-    for table, (base, rules) in QUERIES.items():
-        entity, id_col = ENTITIES[table]
-        proj = [f"CAST({id_col} AS VARCHAR) AS entity_id", *status_columns(rules, as_of, network_threshold)]
-        per_rule = [
-            f"SELECT '{rid}' AS rule_id, '{entity}' AS entity, entity_id, "
-            f"CASE WHEN st_{i} = 1 THEN 'violated' ELSE 'not_evidenced' END AS status FROM sp WHERE st_{i} >= 1"
-            for i, (rid, _s, _p) in enumerate(rules)
-        ]
-        parts.append(
-            f"SELECT * FROM ({base},\nsp AS MATERIALIZED (SELECT\n  "
-            + ",\n  ".join(proj)
-            + "\nFROM x)\n"
-            + "\nUNION ALL\n".join(per_rule)
-            + ")"
-        )
+
+def violations_sql(run_id: str | None, rule_meta: dict[str, tuple[str | None, str | None]]) -> str:
+    """Every violated and not-evidenced record of every rule, from the ``sp_<table>`` status tables:
+    one SELECT per rule, all joined by UNION ALL, sorted by rule, entity id and status: the rows of
+    the audit's violations export. ``rule_meta``: rule id → (section, level) of the audit run."""
+    per_rule = [
+        f"SELECT '{rid}' AS rule_id, '{ENTITIES[table][0]}' AS entity, entity_id, "
+        f"CASE WHEN st_{i} = 1 THEN 'violated' ELSE 'not_evidenced' END AS status FROM sp_{table} WHERE st_{i} >= 1"
+        for table, (_base, rules) in QUERIES.items()
+        for i, (rid, _s, _p) in enumerate(rules)
+    ]
     meta = ", ".join(
         f"('{rid}', {_text(sec)}, {_text(lvl)})" for rid, (sec, lvl) in sorted(rule_meta.items())
     )
     return (
         f"SELECT {_text(run_id)} AS run_id, u.rule_id, m.section, m.level, u.entity, {NEUTRAL_ID} AS entity_id, "
-        "u.status\nFROM (\n" + "\nUNION ALL\n".join(parts) + "\n) u\n"
+        "u.status\nFROM (\n" + "\nUNION ALL\n".join(per_rule) + "\n) u\n"
         f"JOIN (VALUES {meta}) m(rule_id, section, level) ON m.rule_id = u.rule_id\n"
         "ORDER BY u.rule_id, u.entity_id, u.status"
     )
@@ -488,10 +483,8 @@ def violations_sql(
 CSV_OPTIONS = "FORMAT csv, HEADER true, NEW_LINE '\\r\\n', COMMENT '', NULLSTR '', COMPRESSION 'none', USE_TMP_FILE false"
 
 
-def write_violations(
-    con: duckdb.DuckDBPyConnection, out: str, as_of: dt.date, run_id: str | None, network_threshold: int = 3
-) -> int:
-    """COPY every violation id to ``out`` (CSV); the rows written."""
+def write_violations(con: duckdb.DuckDBPyConnection, out: str, run_id: str | None) -> int:
+    """COPY every violation id from the status tables (see :func:`run`) to ``out`` (CSV); rows written."""
     rule_meta: dict[str, tuple[str | None, str | None]] = {
         rid: (None, None) for _b, rules in QUERIES.values() for rid, _s, _p in rules
     }
@@ -501,20 +494,30 @@ def write_violations(
         ).fetchall():
             if rid in rule_meta:
                 rule_meta[rid] = (sec, lvl)
-    sql = violations_sql(as_of, run_id, rule_meta, network_threshold)
-    row = con.execute(f"COPY ({sql}) TO ? ({CSV_OPTIONS})", [out]).fetchone()
+    row = con.execute(f"COPY ({violations_sql(run_id, rule_meta)}) TO ? ({CSV_OPTIONS})", [out]).fetchone()
     return int(row[0]) if row else 0
 
 
 def run(
-    con: duckdb.DuckDBPyConnection, as_of: dt.date, network_threshold: int = 3
+    con: duckdb.DuckDBPyConnection, as_of: dt.date, network_threshold: int = 3, *, keep_status: bool = False
 ) -> tuple[Counts, dict[str, float]]:
-    """Execute the per-table queries; rule id → (denominator, violated, not evidenced), and seconds per query."""
+    """Execute the per-table queries; rule id → (denominator, violated, not evidenced), and seconds per query.
+
+    ``keep_status`` (the export limit): each table's status codes are first stored in a temporary
+    table ``sp_<table>`` (in memory), counted from there and kept for :func:`write_violations`.
+    """
     counts: Counts = {}
     seconds: dict[str, float] = {}
     for table, (base, rules) in QUERIES.items():
         t0 = time.perf_counter()
-        row = con.execute(query_sql(base, rules, as_of, network_threshold)).fetchone()
+        if keep_status:
+            con.execute(status_table_sql(table, as_of, network_threshold))
+            aggs = ", ".join(
+                f"count(st_{i}), count_if(st_{i} = 1), count_if(st_{i} = 2)" for i in range(len(rules))
+            )
+            row = con.execute(f"SELECT {aggs} FROM sp_{table}").fetchone()
+        else:
+            row = con.execute(query_sql(base, rules, as_of, network_threshold)).fetchone()
         seconds[table] = time.perf_counter() - t0
         assert row is not None
         for i, (rid, _s, _p) in enumerate(rules):
@@ -577,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
                 plan = con.execute("EXPLAIN ANALYZE " + query_sql(base, rules, as_of)).fetchall()
                 print(f"== {table}\n{plan[0][1]}")
             return 0
-        counts, seconds = run(con, as_of)
+        counts, seconds = run(con, as_of, keep_status=bool(args.violations))
         query_seconds = time.perf_counter() - t0
         problems: list[str] = []
         run_id = None
@@ -587,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
         violation_rows, violations_seconds = None, None
         if args.violations:
             t1 = time.perf_counter()
-            violation_rows = write_violations(con, args.violations, as_of, run_id)
+            violation_rows = write_violations(con, args.violations, run_id)
             violations_seconds = time.perf_counter() - t1
     finally:
         con.close()
