@@ -17,8 +17,11 @@ What it does, at one scale:
 3. **Comparisons** in the same run: DuckDB's bare load of the same files
    (``CREATE TABLE t AS SELECT * FROM read_parquet(...)`` in a fresh file; vs ingest), the
    hand-written single-pass SQL of ``benchmarks/single_pass.py`` (vs audit; it must reproduce the
-   audit's counts exactly, which also validates the audit), and the same GX suites on GX's pandas
-   engine over the audit's check records copied out of DuckDB (``benchmarks/gx_pandas.py``, once).
+   audit's counts exactly, which also validates the audit), the same SQL also writing every
+   violation id (``single_pass_export``, vs ``audit_export`` = the audit with ``--violations``, the
+   README's everyday command; the two CSV files must have the same SHA-256), and the same GX suites
+   on GX's pandas engine over the audit's check records copied out of DuckDB
+   (``benchmarks/gx_pandas.py``, once).
 
 Wall time is the child's elapsed time (median, min, max over the repeats); peak memory is the
 child's maximum resident set size from ``/usr/bin/time -v`` (psutil polling of the process tree
@@ -65,6 +68,7 @@ CONTRACT_TABLES = (
 TARGETS = {
     "audit_seconds": 60.0,
     "audit_over_single_pass": 3.0,
+    "audit_export_over_single_pass_export": 2.0,  # issue 17
     "ingest_over_bare_load": 2.0,
     "report_seconds": 30.0,
     "survey_seconds": 30.0,
@@ -367,6 +371,13 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
         for i in range(k):
             step(aud, i)
         aud.extra = {"phases_last_run": audit_phases(logs / f"audit-{k - 1}.log")}
+        audit_csv = runs_dir / "violations.csv"
+        aex = stages["audit_export"] = Stage(
+            "audit_export", [*oc, "audit", "--db", str(db), "--as-of", as_of, "--violations", str(audit_csv)]
+        )
+        aex.note = "the audit with the violations CSV (the README's everyday command)"
+        for i in range(k):
+            step(aex, i)
         sp_json = runs_dir / "single_pass.json"
         sp = stages["single_pass"] = Stage(
             "single_pass",
@@ -399,6 +410,7 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
                 if not res["problems"]
                 else f"COUNTS DIFFER from the audit: {len(res['problems'])} rule(s)"
             )
+        single_pass_export_stage(stages, db, as_of, runs_dir, audit_csv, k, step)
         if not args.skip_gx_pandas:
             for form in [f.strip() for f in args.gx_pandas_forms.split(",") if f.strip()]:
                 gx_pandas_stage(stages, form, db, runs_dir, args.gx_pandas_repeat, step)
@@ -451,6 +463,64 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
         "ratios": ratios(stages),
         "targets": targets(stages, args.sessions),
     }
+
+
+def _sha256(path: Path) -> str | None:
+    import hashlib
+
+    if not path.exists():
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def single_pass_export_stage(
+    stages: dict[str, Stage], db: Path, as_of: str, runs_dir: Path, audit_csv: Path, k: int, step: Any
+) -> None:
+    """The export limit: single_pass.py with ``--violations`` (counts, then every violation id to
+    CSV), ``k`` times; its file must be byte-identical to the last ``audit_export`` run's."""
+    sp_csv, sp_json = runs_dir / "single_pass_violations.csv", runs_dir / "single_pass_export.json"
+    spx = stages["single_pass_export"] = Stage(
+        "single_pass_export",
+        [
+            sys.executable,
+            str(HERE / "single_pass.py"),
+            "--db",
+            str(db),
+            "--as-of",
+            as_of,
+            "--check-run",
+            "latest",
+            "--violations",
+            str(sp_csv),
+            "--json",
+            str(sp_json),
+        ],
+    )
+    for i in range(k):
+        step(spx, i)
+    if not sp_json.exists():
+        return
+    res = json.loads(sp_json.read_text())
+    ours, theirs = _sha256(sp_csv), _sha256(audit_csv)
+    same = ours is not None and ours == theirs
+    spx.extra = {
+        "counts_equal_audit": not res["problems"],
+        "violations_equal_audit": same,
+        "violation_rows": res.get("violation_rows"),
+        "violations_sha256": ours,
+        "audit_violations_sha256": theirs,
+        "query_seconds": res["seconds"],
+        "violations_seconds": res.get("violations_seconds"),
+    }
+    spx.note = (
+        f"{res.get('violation_rows')} violation rows, CSV byte-identical to the audit's (SHA-256)"
+        if same
+        else "VIOLATIONS CSV DIFFERS from the audit's export"
+    )
 
 
 def audit_phases(log: Path) -> dict[str, float]:
@@ -571,6 +641,7 @@ def ratios(stages: dict[str, Stage]) -> dict[str, float | None]:
 
     out = {
         "audit_over_single_pass": div(med("audit"), med("single_pass")),
+        "audit_export_over_single_pass_export": div(med("audit_export"), med("single_pass_export")),
         "ingest_over_bare_load": div(med("ingest"), med("bare_load")),
     }
     for form in ("long", "wide"):
@@ -596,6 +667,11 @@ def targets(stages: dict[str, Stage], sessions: int) -> dict[str, dict[str, Any]
 
     add("audit_seconds", stages["audit"].median() if "audit" in stages else None, TARGETS["audit_seconds"])
     add("audit_over_single_pass", r["audit_over_single_pass"], TARGETS["audit_over_single_pass"])
+    add(
+        "audit_export_over_single_pass_export",
+        r["audit_export_over_single_pass_export"],
+        TARGETS["audit_export_over_single_pass_export"],
+    )
     add("ingest_over_bare_load", r["ingest_over_bare_load"], TARGETS["ingest_over_bare_load"])
     add(
         "report_seconds", stages["report"].median() if "report" in stages else None, TARGETS["report_seconds"]
@@ -604,7 +680,7 @@ def targets(stages: dict[str, Stage], sessions: int) -> dict[str, dict[str, Any]
         "survey_seconds", stages["survey"].median() if "survey" in stages else None, TARGETS["survey_seconds"]
     )
     for name, st in stages.items():
-        if name in ("generate", "ingest", "audit", "report", "survey"):
+        if name in ("generate", "ingest", "audit", "audit_export", "report", "survey"):
             rss = [x.peak_rss_mib for x in st.runs if x.peak_rss_mib is not None]
             add(f"peak_rss_mib.{name}", max(rss, default=None), TARGETS["peak_rss_mib"])
     for form in ("long", "wide"):
@@ -659,7 +735,7 @@ def print_table(res: dict[str, Any]) -> None:
     for name, t in res["targets"].items():
         met = {True: "met", False: "MISSED", None: "not measured"}[t["met"]]
         extra = f" ({t['scale_note']})" if t["scale_note"] else ""
-        print(f"  {name:<28} {_fmt(t['value']):>9}  limit {t['limit']:<7}  {met}{extra}")
+        print(f"  {name:<37} {_fmt(t['value']):>9}  limit {t['limit']:<7}  {met}{extra}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -708,7 +784,9 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(res, indent=2, ensure_ascii=False), encoding="utf-8")
         print(f"\nfigures: {args.json}")
     sp = res["stages"].get("single_pass", {})
-    return 1 if sp and sp.get("counts_equal_audit") is False else 0
+    spx = res["stages"].get("single_pass_export", {})
+    differ = sp.get("counts_equal_audit") is False or spx.get("violations_equal_audit") is False
+    return 1 if differ else 0
 
 
 if __name__ == "__main__":

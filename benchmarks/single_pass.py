@@ -19,8 +19,17 @@ Status of a record, as in the audit (``s`` scope, ``p`` pass, SQL three-valued b
     violated       s IS TRUE AND p IS FALSE
     not evidenced  (s IS TRUE AND p IS NULL) OR (s IS NULL AND p IS NOT TRUE)
 
-Usage: ``python benchmarks/single_pass.py --db F --as-of YYYY-MM-DD [--check-run RUN|latest] [--json OUT]``
-(exit 1 when the counts differ from the audit run).
+The **export limit** (``--violations OUT``, issue 17) also writes every violation id, as
+``ocaudit audit --violations`` does: per base table the entity id and status codes are stored once
+in an in-memory temporary table (the counts are then counted from it), then one SELECT per rule
+(its violated and not-evidenced records), all joined by UNION ALL, and one COPY to CSV in the
+toolkit's export format (run id, rule, section, level, entity, entity id, status; sorted by rule
+and entity id; formula-safe; ``\r\n``). Run id, section and level are those of the audit run of
+``--check-run``, so the file is byte-identical to that run's export when both are right
+(``benchmarks/run.py`` compares the SHA-256 of the two files).
+
+Usage: ``python benchmarks/single_pass.py --db F --as-of YYYY-MM-DD [--check-run RUN|latest]
+[--violations OUT.csv] [--json OUT]`` (exit 1 when the counts differ from the audit run).
 """
 
 from __future__ import annotations
@@ -236,7 +245,7 @@ flags AS (
 RX_BASE = f"""
 WITH {DRUG_FLAGS.strip()},
 x AS (
-  SELECT r.drug_code, r.days_supply, s.kind, s.is_first_visit,
+  SELECT r.rx_id, r.drug_code, r.days_supply, s.kind, s.is_first_visit,
     (s.is_regular_doctor OR (s.prior_info_source IN {PRIOR} AND s.prior_info_recorded)) AS history_known,
     CASE WHEN r.drug_code IS NULL THEN NULL ELSE coalesce(f.narcotic, FALSE) END AS narcotic,
     CASE WHEN r.drug_code IS NULL THEN NULL ELSE coalesce(f.psychotropic, FALSE) END AS psychotropic,
@@ -350,7 +359,7 @@ CP_RULES: list[tuple[str, str, str]] = [
 
 # ---------------------------------------------------------------- doctors, institutions
 DOCTOR_BASE = """
-WITH x AS (SELECT d.institution_id AS d_inst, i.institution_id AS i_inst, i.contact_published
+WITH x AS (SELECT d.doctor_id, d.institution_id AS d_inst, i.institution_id AS i_inst, i.contact_published
            FROM doctors d LEFT JOIN institutions i ON i.institution_id = d.institution_id)"""
 DOCTOR_RULES: list[tuple[str, str, str]] = [
     (
@@ -375,21 +384,40 @@ QUERIES: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
 }
 
 
-def query_sql(
-    base: str, rules: list[tuple[str, str, str]], as_of: dt.date, network_threshold: int = 3
-) -> str:
-    """One aggregate over ``x``: per rule ``den_i, vio_i, ne_i`` from a status code ``st_i`` per record.
+#: base table → (entity name in the audit's violations, its id column in ``x``)
+ENTITIES: dict[str, tuple[str, str]] = {
+    "sessions": ("session", "session_id"),
+    "prescriptions": ("prescription", "rx_id"),
+    "ec_cases": ("ec_case", "session_id"),
+    "care_plans": ("care_plan", "care_plan_id"),
+    "doctors": ("doctor", "doctor_id"),
+    "institutions": ("institution", "institution_id"),
+}
 
-    ``st_i`` is NULL out of scope, 0 passed, 1 violated, 2 not evidenced (see the module docstring).
-    """
+
+def status_columns(
+    rules: list[tuple[str, str, str]], as_of: dt.date, network_threshold: int = 3
+) -> list[str]:
+    """Per rule the status code ``st_i`` of a record of ``x``: NULL out of scope, 0 passed,
+    1 violated, 2 not evidenced (see the module docstring)."""
     subst = {"as_of": f"DATE '{as_of.isoformat()}'", "network_threshold": str(int(network_threshold))}
-    proj, aggs = [], []
+    proj = []
     for i, (_rid, scope, check) in enumerate(rules):
         s, p = f"({scope.format(**subst)})", f"({check.format(**subst)})"
         proj.append(
             f"CASE WHEN {s} IS TRUE THEN (CASE WHEN {p} IS TRUE THEN 0 WHEN {p} IS FALSE THEN 1 ELSE 2 END)\n"
             f"    WHEN {s} IS NULL THEN (CASE WHEN {p} IS TRUE THEN 0 ELSE 2 END) END AS st_{i}"
         )
+    return proj
+
+
+def query_sql(
+    base: str, rules: list[tuple[str, str, str]], as_of: dt.date, network_threshold: int = 3
+) -> str:
+    """One aggregate over ``x``: per rule ``den_i, vio_i, ne_i`` from its status code ``st_i``."""
+    proj = status_columns(rules, as_of, network_threshold)
+    aggs = []
+    for i in range(len(rules)):
         aggs.append(
             f"count(st_{i}) AS den_{i}, count_if(st_{i} = 1) AS vio_{i}, count_if(st_{i} = 2) AS ne_{i}"
         )
@@ -402,15 +430,94 @@ def query_sql(
     )
 
 
+def _text(value: str | None) -> str:
+    """A SQL literal of a constant, formula-neutralised as the export's cells are (NULL, '' → empty)."""
+    if not value:
+        return "NULL"
+    if value.startswith(("=", "+", "-", "@", "\t", "\r")):
+        value = "'" + value
+    return "'" + value.replace("'", "''") + "'"
+
+
+#: The entity id as the export writes it: a leading apostrophe before a formula-like first character.
+NEUTRAL_ID = """CASE WHEN u.entity_id = '' THEN NULL
+    WHEN starts_with(u.entity_id, '=') OR starts_with(u.entity_id, '+') OR starts_with(u.entity_id, '-')
+      OR starts_with(u.entity_id, '@') OR starts_with(u.entity_id, chr(9)) OR starts_with(u.entity_id, chr(13))
+    THEN chr(39) || u.entity_id ELSE u.entity_id END"""
+
+
+def status_table_sql(table: str, as_of: dt.date, network_threshold: int = 3) -> str:
+    """``CREATE TEMP TABLE sp_<table>``: the entity id and every rule's status code (UTINYINT)."""
+    base, rules = QUERIES[table]
+    _entity, id_col = ENTITIES[table]
+    cols = [
+        c.replace(f" END AS st_{i}", f" END::UTINYINT AS st_{i}")
+        for i, c in enumerate(status_columns(rules, as_of, network_threshold))
+    ]
+    proj = [f"CAST({id_col} AS VARCHAR) AS entity_id", *cols]
+    return f"CREATE TEMP TABLE sp_{table} AS {base}\nSELECT\n  " + ",\n  ".join(proj) + "\nFROM x"
+
+
+def violations_sql(run_id: str | None, rule_meta: dict[str, tuple[str | None, str | None]]) -> str:
+    """Every violated and not-evidenced record of every rule, from the ``sp_<table>`` status tables:
+    one SELECT per rule, all joined by UNION ALL, sorted by rule, entity id and status: the rows of
+    the audit's violations export. ``rule_meta``: rule id → (section, level) of the audit run."""
+    per_rule = [
+        f"SELECT '{rid}' AS rule_id, '{ENTITIES[table][0]}' AS entity, entity_id, "
+        f"CASE WHEN st_{i} = 1 THEN 'violated' ELSE 'not_evidenced' END AS status FROM sp_{table} WHERE st_{i} >= 1"
+        for table, (_base, rules) in QUERIES.items()
+        for i, (rid, _s, _p) in enumerate(rules)
+    ]
+    meta = ", ".join(
+        f"('{rid}', {_text(sec)}, {_text(lvl)})" for rid, (sec, lvl) in sorted(rule_meta.items())
+    )
+    return (
+        f"SELECT {_text(run_id)} AS run_id, u.rule_id, m.section, m.level, u.entity, {NEUTRAL_ID} AS entity_id, "
+        "u.status\nFROM (\n" + "\nUNION ALL\n".join(per_rule) + "\n) u\n"
+        f"JOIN (VALUES {meta}) m(rule_id, section, level) ON m.rule_id = u.rule_id\n"
+        "ORDER BY u.rule_id, u.entity_id, u.status"
+    )
+
+
+#: The toolkit's export CSV: Python csv.writer's default dialect (CRLF, minimal quoting, no BOM).
+CSV_OPTIONS = "FORMAT csv, HEADER true, NEW_LINE '\\r\\n', COMMENT '', NULLSTR '', COMPRESSION 'none', USE_TMP_FILE false"
+
+
+def write_violations(con: duckdb.DuckDBPyConnection, out: str, run_id: str | None) -> int:
+    """COPY every violation id from the status tables (see :func:`run`) to ``out`` (CSV); rows written."""
+    rule_meta: dict[str, tuple[str | None, str | None]] = {
+        rid: (None, None) for _b, rules in QUERIES.values() for rid, _s, _p in rules
+    }
+    if run_id:
+        for rid, sec, lvl in con.execute(
+            "SELECT rule_id, section, level FROM rule_results WHERE run_id = ?", [run_id]
+        ).fetchall():
+            if rid in rule_meta:
+                rule_meta[rid] = (sec, lvl)
+    row = con.execute(f"COPY ({violations_sql(run_id, rule_meta)}) TO ? ({CSV_OPTIONS})", [out]).fetchone()
+    return int(row[0]) if row else 0
+
+
 def run(
-    con: duckdb.DuckDBPyConnection, as_of: dt.date, network_threshold: int = 3
+    con: duckdb.DuckDBPyConnection, as_of: dt.date, network_threshold: int = 3, *, keep_status: bool = False
 ) -> tuple[Counts, dict[str, float]]:
-    """Execute the per-table queries; rule id → (denominator, violated, not evidenced), and seconds per query."""
+    """Execute the per-table queries; rule id → (denominator, violated, not evidenced), and seconds per query.
+
+    ``keep_status`` (the export limit): each table's status codes are first stored in a temporary
+    table ``sp_<table>`` (in memory), counted from there and kept for :func:`write_violations`.
+    """
     counts: Counts = {}
     seconds: dict[str, float] = {}
     for table, (base, rules) in QUERIES.items():
         t0 = time.perf_counter()
-        row = con.execute(query_sql(base, rules, as_of, network_threshold)).fetchone()
+        if keep_status:
+            con.execute(status_table_sql(table, as_of, network_threshold))
+            aggs = ", ".join(
+                f"count(st_{i}), count_if(st_{i} = 1), count_if(st_{i} = 2)" for i in range(len(rules))
+            )
+            row = con.execute(f"SELECT {aggs} FROM sp_{table}").fetchone()
+        else:
+            row = con.execute(query_sql(base, rules, as_of, network_threshold)).fetchone()
         seconds[table] = time.perf_counter() - t0
         assert row is not None
         for i, (rid, _s, _p) in enumerate(rules):
@@ -459,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--as-of", required=True, help="the as-of date the audit ran with (YYYY-MM-DD)")
     ap.add_argument("--check-run", help="audit run id to compare with ('latest' for the newest run)")
     ap.add_argument("--json", help="write counts and timings here")
+    ap.add_argument(
+        "--violations", help="the export limit: also write every violation id to this CSV (see the docstring)"
+    )
     ap.add_argument("--explain", action="store_true", help="print EXPLAIN ANALYZE of each query instead")
     args = ap.parse_args(argv)
     as_of = dt.date.fromisoformat(args.as_of)
@@ -470,13 +580,18 @@ def main(argv: list[str] | None = None) -> int:
                 plan = con.execute("EXPLAIN ANALYZE " + query_sql(base, rules, as_of)).fetchall()
                 print(f"== {table}\n{plan[0][1]}")
             return 0
-        counts, seconds = run(con, as_of)
+        counts, seconds = run(con, as_of, keep_status=bool(args.violations))
         query_seconds = time.perf_counter() - t0
         problems: list[str] = []
         run_id = None
         if args.check_run:
             run_id, audit = audit_counts(con, args.check_run)
             problems = compare(counts, audit)
+        violation_rows, violations_seconds = None, None
+        if args.violations:
+            t1 = time.perf_counter()
+            violation_rows = write_violations(con, args.violations, run_id)
+            violations_seconds = time.perf_counter() - t1
     finally:
         con.close()
     print(
@@ -485,6 +600,8 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{t} {s:.2f}" for t, s in seconds.items())
         + ")"
     )
+    if args.violations:
+        print(f"violations: {violation_rows} rows to {args.violations} in {violations_seconds:.2f} s")
     if run_id:
         print(
             f"compared with audit run {run_id}: "
@@ -498,6 +615,8 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "seconds": query_seconds,
                     "seconds_by_table": seconds,
+                    "violations_seconds": violations_seconds,
+                    "violation_rows": violation_rows,
                     "run_id": run_id,
                     "problems": problems,
                     "counts": {k: list(v) for k, v in counts.items()},

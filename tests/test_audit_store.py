@@ -11,6 +11,7 @@ import pytest
 
 from tests.rule_cases import build_db
 from tests.test_rules import EXPANDED
+from tests.test_violations_export import old_export_violations
 from toolkit import store
 from toolkit.audit.export import VIOLATION_CSV_COLUMNS
 from toolkit.audit.run import cli_audit, run_audit
@@ -198,6 +199,9 @@ def test_cli_writes_exact_csv_and_json(db, tmp_path, capsys):
         ]
     )
     assert cli_audit(args) == 0
+    run_id = _q(db, "SELECT run_id FROM audit_runs")[0][0]
+    assert old_export_violations(db, run_id, tmp_path / "old.csv") > 0  # the writer before COPY
+    assert out_csv.read_bytes() == (tmp_path / "old.csv").read_bytes()
     with open(out_csv, encoding="utf-8") as fh:
         rows = list(csv.reader(fh))
     assert tuple(rows[0]) == VIOLATION_CSV_COLUMNS

@@ -1,8 +1,8 @@
 """Smoke test of benchmarks/run.py: it runs end to end at a tiny scale and reports every stage.
 
 No time is asserted (timings belong to benchmarks/RESULTS.md, not to tests). What is checked:
-every stage ran and succeeded, and the hand-written single-pass SQL reproduced the audit's
-counts for every rule.
+every stage ran and succeeded, the hand-written single-pass SQL reproduced the audit's
+counts for every rule, and the export limit wrote the same violations CSV as the audit, byte for byte.
 """
 
 from __future__ import annotations
@@ -42,7 +42,17 @@ def test_benchmark_script_runs_every_stage(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     res = json.loads(out.read_text(encoding="utf-8"))
     stages = res["stages"]
-    for name in ("generate", "ingest", "bare_load", "audit", "single_pass", "report", "survey"):
+    for name in (
+        "generate",
+        "ingest",
+        "bare_load",
+        "audit",
+        "audit_export",
+        "single_pass",
+        "single_pass_export",
+        "report",
+        "survey",
+    ):
         assert name in stages, name
         runs = stages[name]["runs"]
         assert runs and all(r["returncode"] == 0 and not r["timed_out"] for r in runs), (name, runs)
@@ -50,3 +60,6 @@ def test_benchmark_script_runs_every_stage(tmp_path: Path) -> None:
     assert stages["single_pass"]["counts_equal_audit"] is True, stages["single_pass"]["problems"]
     assert "| stage" in proc.stdout  # the table was printed
     assert res["ratios"]["audit_over_single_pass"] is not None
+    spx = stages["single_pass_export"]
+    assert spx["violations_equal_audit"] is True and spx["violation_rows"] > 0, spx
+    assert res["ratios"]["audit_export_over_single_pass_export"] is not None

@@ -47,9 +47,9 @@ def _ingest_all(db: Path, sources: list[Path], direct: bool, monkeypatch: pytest
         calls: list[str] = []
         orig = ingest._Run._direct_insert
 
-        def spy(self: ingest._Run, table: str, *a: object) -> int:
+        def spy(self: ingest._Run, table: str, *a: object, **kw: bool) -> int:
             calls.append(table)
-            return orig(self, table, *a)
+            return orig(self, table, *a, **kw)
 
         m.setattr(ingest._Run, "_direct_insert", spy)
         for src in sources:
@@ -182,3 +182,42 @@ def test_file_failing_mid_read_falls_back_to_staged(tmp_path: Path, monkeypatch:
     shown, errors = res[0][0], res[0][1]
     assert len(errors) == 1 and "patients.parquet" in errors[0]
     assert len(shown) == len(set(shown))  # the doctors line is not printed twice
+
+
+def test_csv_and_jsonl_first_loads_are_direct_and_match_staged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CSV and JSON Lines load straight into empty tables (bad rows, duplicates, broken JSON lines
+    included); a CSV with a malformed line or a record over two lines takes the staged path."""
+    src = tmp_path / "src"
+    rows_ = [session_row(f"S{i}") for i in range(1, 6)]
+    bad = [
+        session_row("S9", kind="bogus"),
+        session_row(""),
+        session_row("S2"),
+        session_row("S3", first="no?"),
+    ]
+    write(src / "sessions.csv", "\n".join([SESSION_HEADER, *rows_, *bad]) + "\n")
+    write(
+        src / "access_log.jsonl",
+        '{"session_id": "S1", "at": "2026-04-01T09:00:00", "event": "join", "actor": "doctor", "mfa": true}\n'
+        '{"session_id": "S1", "at": "2026-04-01T09:15:00", "event": "weird", "actor": "doctor"}\n'
+        "{not json\n\n"
+        '{"session_id": "S1", "at": "2026-04-01T09:00:00", "event": "join", "actor": "doctor", "mfa": true}\n',
+    )
+    write(src / "doctors.csv", "doctor_id,institution_id\nD1,I1\nD2,I1\nD1,I2\n")
+    res = _compare(tmp_path / "a", [src], monkeypatch)
+    assert res[-1] == ["access_log", "doctors", "sessions"]  # every table direct
+    first = res[0][3]
+    assert first["sessions"]["quarantined"] == 3 and first["sessions"]["unchanged"] == 1
+    assert first["access_log"]["quarantined"] == 2 and first["doctors"]["quarantined"] == 1
+
+    messy = tmp_path / "messy"
+    write(messy / "doctors.csv", "doctor_id,institution_id\nD1,I1\n")
+    write(
+        messy / "sessions.csv",
+        "\n".join([SESSION_HEADER, rows_[0], 'S7,"P1\nmore",D1', rows_[1], "S8,P1,D1,I1,x,y,z", rows_[2]])
+        + "\n",
+    )
+    res = _compare(tmp_path / "b", [messy], monkeypatch)
+    assert res[0][3]["sessions"]["read"] >= 3 and res[0][3]["doctors"]["inserted"] == 1

@@ -108,7 +108,9 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     s.add_argument("--db", required=True)
-    s.add_argument("--violations", help="write violations CSV here")
+    s.add_argument(
+        "--violations", help="write the violations here: CSV, or Parquet when the name ends in .parquet"
+    )
     s.add_argument("--json", help="write the per-rule summary JSON here")
     s.add_argument(
         "--rules",

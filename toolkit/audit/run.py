@@ -34,7 +34,7 @@ from pathlib import Path
 import duckdb
 
 from toolkit import store
-from toolkit.audit.export import export_violations
+from toolkit.audit.export import export_violations, violations_format
 from toolkit.audit.gx_counts import _gx_counts
 from toolkit.audit.plan import available_columns, plan_rules
 from toolkit.audit.progress import log as _log
@@ -240,7 +240,8 @@ def cli_audit(args) -> int:  # type: ignore[no-untyped-def]
     print_summary(run, quiet=args.quiet)
     if args.violations:
         n = export_violations(args.db, run.run_id, args.violations)
-        print(f"violations CSV: {args.violations} ({n} rows)")
+        kind = "Parquet" if violations_format(args.violations) == "parquet" else "CSV"
+        print(f"violations {kind}: {args.violations} ({n} rows)")
     if args.json:
         write_text(args.json, json.dumps(run.summary(), ensure_ascii=False, indent=2))
         print(f"summary JSON: {args.json}")

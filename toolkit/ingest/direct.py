@@ -1,10 +1,12 @@
-"""The direct first load: an empty table fed only by Parquet files is not staged.
+"""The direct first load: an empty table is not staged (Parquet, CSV and JSON Lines files alike).
 
 The write transaction opens before phase 1 and the files are read straight into the canonical
 table (bad rows are moved out to ``_inc_<table>``, the only rows kept there); duplicate keys are
 found afterwards with one GROUP BY on the table and resolved as the staged path does.
 A statement that fails inside the transaction aborts it in DuckDB, so a failing file raises
-:class:`~toolkit.ingest.records._Fallback` and the ingest starts again staged.
+:class:`~toolkit.ingest.records._Fallback` and the ingest starts again staged; so does a CSV file
+with malformed lines, records over several lines or over the size limits (their line numbers are
+mapped on the staged rows).
 """
 
 from __future__ import annotations
@@ -24,17 +26,14 @@ class DirectLoad:
     def begin_direct(self, files: list[rd.SourceFile]) -> bool:
         """Open the write transaction now if some table can be loaded directly; True if so.
 
-        A table qualifies when it is empty and every file for it is Parquet. Its files are then
+        A table qualifies when it is empty (any file format). Its files are then
         read straight into the canonical table inside the one transaction (bad rows moved out
         to the TEMP table); the other files are staged as usual, in the same transaction.
         """
         con = self.con
         if schema_version(con) not in (None, SCHEMA_VERSION):
             return False  # migrations and refusals keep the staged order of events
-        fmts: dict[str, set[str]] = {}
-        for f in files:
-            fmts.setdefault(f.table, set()).add(f.fmt)
-        direct = {t for t, f in fmts.items() if f == {"parquet"} and _table_empty(con, t)}
+        direct = {t for t in {f.table for f in files} if _table_empty(con, t)}
         if not direct:
             return False
         con.execute("BEGIN TRANSACTION")
@@ -43,16 +42,18 @@ class DirectLoad:
         self.direct = direct
         return True
 
-    def _direct_insert(self, table: str, sql: str, idx: int, inc: str) -> int:
+    def _direct_insert(self, table: str, sql: str, idx: int, inc: str, *, ordered: bool = False) -> int:
         """Insert every row of the parse SELECT into the (empty) canonical table; move bad rows to ``inc``.
 
         A bad row is written with ``_ingest_id`` NULL and its reason, failing column and raw row packed
         in ``_row_hash`` as a JSON array; it is then copied to ``inc`` and deleted. Returns rows read.
+        ``ordered``: keep DuckDB's insertion order (a CSV's record numbers are ``row_number() OVER ()``).
         """
         con = self.con
         t = TABLES[table]
         cols = ", ".join(q(c) for c in t.column_names)
-        con.execute("SET preserve_insertion_order = false")  # only Parquet (file_row_number) here
+        if not ordered:  # Parquet (file_row_number) and JSON Lines (line numbers from the text)
+            con.execute("SET preserve_insertion_order = false")
         try:
             n = con.execute(
                 f"INSERT INTO {q(table)} ({cols}, _ingest_id, _row_hash, _source_file, _line_number) "

@@ -153,7 +153,18 @@ class ReadPhase:
             rel, line = rd.csv_relation(path, header, keep_idx, f"_rej_{idx}"), "_rec + 1"
         sql = parse_select(TABLES[sf.table], res, types, tmap, rel, line, idx, str(sf.path))
         if sf.table in self.direct:
-            n = self._sql(sf, lambda: self._direct_insert(sf.table, sql, idx, inc))
+            if sf.fmt == "csv" and oversize:
+                raise _Fallback(str(sf.path))  # records blanked out of a copy: the staged path reads it
+            n = self._sql(sf, lambda: self._direct_insert(sf.table, sql, idx, inc, ordered=sf.fmt == "csv"))
+            if sf.fmt == "csv":
+                self._direct_csv_done(sf, f"_rej_{idx}", n, n_phys)
+            elif sf.fmt == "jsonl":
+                n += self._jsonl_broken(sf, idx, inc, jl, res.only_contract_columns)
+                if oversize:
+                    self._quarantine_oversize(sf, idx, inc, oversize, [], res)
+                    n += len(oversize)
+            if sf.fmt != "parquet" and path != sf.path:
+                path.unlink(missing_ok=True)
             return _FileRec(sf=sf, idx=idx, encoding=enc, columns_present=res.present, read=n)
         self._sql(sf, lambda: self.con.execute(f"INSERT INTO {inc} {sql}"))
         if sf.fmt == "csv" and not self._csv_rejects(
@@ -170,22 +181,35 @@ class ReadPhase:
                 sf, idx, inc, path, f"_rej_{idx}", n_phys, False, keep_raw=res.only_contract_columns
             )
         elif sf.fmt == "jsonl":
-            raw = (  # a broken line of a file with keys outside the contract is not kept
-                "CAST(json_object('_json_line', left(_txt, 10000)) AS VARCHAR)"
-                if res.only_contract_columns
-                else lit(_RAW_OMITTED)
-            )
-            self.con.execute(
-                f"INSERT INTO {inc} (_file_idx, _line, _reason, _raw, _source_file) SELECT {idx}, _line, "
-                f"'line is not a JSON object (broken or truncated JSON)', {raw}, "
-                f"{lit(str(sf.path))} FROM {jl} WHERE NOT _ok"
-            )
-            self.con.execute(f"DROP TABLE IF EXISTS {jl}")
+            self._jsonl_broken(sf, idx, inc, jl, res.only_contract_columns)
         if oversize:
             self._quarantine_oversize(sf, idx, inc, oversize, header if sf.fmt == "csv" else [], res)
         if sf.fmt != "parquet" and path != sf.path:
             path.unlink(missing_ok=True)  # the transcoded copy is not needed any more
         return _FileRec(sf=sf, idx=idx, encoding=enc, columns_present=res.present)
+
+    def _jsonl_broken(self, sf: rd.SourceFile, idx: int, inc: str, jl: str, keep_raw: bool) -> int:
+        """Quarantine the lines of a JSON Lines file that are not JSON objects; how many."""
+        raw = (  # a broken line of a file with keys outside the contract is not kept
+            "CAST(json_object('_json_line', left(_txt, 10000)) AS VARCHAR)" if keep_raw else lit(_RAW_OMITTED)
+        )
+        n = self.con.execute(
+            f"INSERT INTO {inc} (_file_idx, _line, _reason, _raw, _source_file) SELECT {idx}, _line, "
+            f"'line is not a JSON object (broken or truncated JSON)', {raw}, "
+            f"{lit(str(sf.path))} FROM {jl} WHERE NOT _ok"
+        ).fetchall()[0][0]
+        self.con.execute(f"DROP TABLE IF EXISTS {jl}")
+        return int(n)
+
+    def _direct_csv_done(self, sf: rd.SourceFile, rej: str, n: int, n_phys: int) -> None:
+        """After a CSV file was read straight into its table: done if every record was well formed and
+        sat on one line (its line number is then its record number + 1, as the staged path finds);
+        else raise :class:`_Fallback`: malformed lines and multi-line records take the staged path."""
+        rejects = self.con.execute(f"SELECT count(*) FROM {rej}").fetchall()[0][0]
+        if rejects or n_phys != 1 + n:
+            raise _Fallback(str(sf.path))
+        self.con.execute(f"DROP TABLE IF EXISTS {rej}")
+        self.con.execute(f"DROP TABLE IF EXISTS {rej}_scan")
 
     def _fit(self, sf: rd.SourceFile, idx: int, path: Path) -> tuple[Path, int, list[rd.Oversize]]:
         """(text path to read, physical lines, records over the size limits) of a CSV/JSONL file.

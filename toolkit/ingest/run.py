@@ -74,7 +74,7 @@ class _Run(ReadPhase, DirectLoad, WritePhase):
         self.tables: set[str] = set()
         self.refused_tables: set[str] = set()
         self.replace_tables: set[str] = set()
-        self.direct: set[str] = set()  # empty tables whose Parquet files load straight into them
+        self.direct: set[str] = set()  # empty tables whose files load straight into them
         self.in_txn = False
 
 

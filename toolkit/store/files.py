@@ -10,6 +10,10 @@ A text cell that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage ret
 Excel/LibreOffice as a formula (CSV injection, e.g. ``=cmd|' /C calc'!A0``). Such text gets a
 leading apostrophe so the spreadsheet shows it as text. Numbers are left as numbers (a negative
 number is not text), so counts stay summable.
+
+:func:`copy_query_to` writes a query's rows with DuckDB's ``COPY … TO`` (CSV or Parquet), streamed
+by DuckDB so memory stays flat in the number of rows; the CSV is formula-neutralised in SQL
+(:func:`neutralise_sql`, the same rule as :func:`neutralise`).
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import shutil
 import stat
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pandas and openpyxl are imported when a frame is written, not by every connect
+    import duckdb
     import pandas as pd
 
 DANGEROUS_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -237,3 +244,108 @@ def write_excel_rows(sheets: Sequence[ExcelSheet], path: str | os.PathLike[str])
     with open_owner_only(path, "wb") as fh:
         wb.save(fh)
     return path, counts
+
+
+def neutralise_sql(expr: str) -> str:
+    """A SQL expression that is :func:`neutralise` of the text expression ``expr`` (NULL stays NULL).
+
+    ``starts_with`` compares bytes, so a prefix is the first character exactly as ``str.startswith``
+    sees it (no grapheme clusters: ``'\\r\\n…'`` starts with a carriage return here too).
+    """
+    tests = " OR ".join(f"starts_with({expr}, chr({ord(p)}))" for p in DANGEROUS_PREFIXES)
+    return f"CASE WHEN {tests} THEN chr(39) || {expr} ELSE {expr} END"
+
+
+#: COPY options of the CSV :func:`copy_query_to` writes: the bytes Python's ``csv.writer`` writes in
+#: its default (Excel) dialect: comma, ``\r\n`` after every record, a field quoted only when it holds
+#: a comma, a double quote, CR or LF (``COMMENT ''``: DuckDB would otherwise also quote ``#``), no BOM.
+#: An empty text is written as NULL is, an empty field (DuckDB would write ``""``), as csv does.
+_CSV_COPY_OPTIONS = (
+    "FORMAT csv, HEADER true, DELIMITER ',', QUOTE '\"', ESCAPE '\"', NEW_LINE '\\r\\n', "
+    "COMMENT '', NULLSTR '', COMPRESSION 'none', USE_TMP_FILE false"
+)
+_PARQUET_COPY_OPTIONS = "FORMAT parquet, USE_TMP_FILE false"
+
+
+def _copy_query(
+    con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any], fmt: str, order_by: Sequence[str]
+) -> str:
+    """The query COPY writes: ``sql`` ordered by its columns ``order_by`` (the values as stored, not
+    the neutralised ones); for CSV every text column (and column name) neutralised, '' made NULL."""
+    if fmt == "csv":
+        rel = con.sql(sql, params=list(params)) if params else con.sql(sql)  # lazy: only the columns
+        cols = []
+        for name, typ in zip(rel.columns, rel.types, strict=True):
+            ident = "q." + _ident(name)
+            text = neutralise_sql(f"NULLIF({ident}, '')")
+            cols.append(f"{text if str(typ) == 'VARCHAR' else ident} AS {_ident(str(neutralise(name)))}")
+        select = ", ".join(cols)
+    else:
+        select = "q.*"
+    order = " ORDER BY " + ", ".join("q." + _ident(c) for c in order_by) if order_by else ""
+    return f"SELECT {select} FROM ({sql}) AS q{order}"
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def copy_query_to(
+    con: duckdb.DuckDBPyConnection,
+    sql: str,
+    path: str | os.PathLike[str],
+    *,
+    fmt: str = "csv",
+    params: Sequence[Any] = (),
+    order_by: Sequence[str] = (),
+) -> int:
+    """Write the rows of query ``sql`` (with ``params``) to ``path`` with DuckDB's COPY; rows written.
+
+    DuckDB reads, sorts (by the columns ``order_by`` of ``sql``, spilling under its memory cap) and writes;
+    no row passes through Python. ``fmt="csv"``: a header, every text cell neutralised
+    (:func:`neutralise_sql`) in the dialect of ``csv.writer``'s default (see ``_CSV_COPY_OPTIONS``);
+    other types in DuckDB's text form. ``fmt="parquet"``: the values as they are (typed columns; a
+    Parquet file is read by programs, not opened by a spreadsheet, so nothing is neutralised and
+    ids stay exactly as stored).
+
+    Owner-only and never half-written: DuckDB writes into a 0600 temporary file made in the target's
+    folder (missing folders 0700), which is ``chmod``-ed 0600, flushed and renamed over ``path``.
+    As with :func:`open_owner_only`, a symlink is followed (the file it names is replaced) and an
+    existing device or FIFO (``/dev/null``) is written into (the bytes are copied from a temporary
+    file in a private folder). A folder at ``path`` is refused before anything is written.
+    """
+    from toolkit.errors import UserError
+
+    if fmt not in ("csv", "parquet"):
+        raise ValueError(f"fmt {fmt!r}: expected 'csv' or 'parquet'")
+    target = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path).absolute()
+    if target.is_dir():
+        raise UserError(
+            f"{path}: フォルダです。書き出すファイル名を指定してください (is a folder; give a file name)"
+        )
+    special = target.exists() and not target.is_file()  # a device or FIFO the user chose
+    scratch = tempfile.mkdtemp(prefix="ocaudit-copy-") if special else None  # mkdtemp: mode 0700
+    folder = Path(scratch) if scratch else make_dirs(target.parent)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".part")  # 0600, O_EXCL
+    os.close(fd)
+    try:
+        query = _copy_query(con, sql, params, fmt, order_by)
+        options = _CSV_COPY_OPTIONS if fmt == "csv" else _PARQUET_COPY_OPTIONS
+        row = con.execute(f"COPY ({query}) TO ? ({options})", [*params, tmp]).fetchone()
+        os.chmod(tmp, FILE_MODE)  # DuckDB reuses the file; narrowed again in case it made its own
+        if special:
+            with open(tmp, "rb") as src, open_owner_only(target, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+        else:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)  # on disk before the rename: after a crash the old file or the new, whole
+            finally:
+                os.close(fd)
+            os.replace(tmp, target)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return int(row[0]) if row else 0
