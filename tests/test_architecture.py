@@ -19,7 +19,7 @@ PKG = ROOT / "toolkit"
 
 #: Pipeline order: a module may import its own stage and earlier ones, never a later one.
 #: ``shared`` holds the modules every stage may use (contract, errors, resources, periods, theme).
-ORDER = ["shared", "store", "ingest", "rules", "audit", "report", "survey"]
+ORDER = ["shared", "store", "ingest", "rules", "audit", "report", "dashboard", "survey"]
 SHARED = {"contract", "errors", "resources", "periods", "chart_theme", "safe_yaml", "__init__"}
 #: Outside the pipeline: the generator (reads only the contract) and the entry points.
 OUTSIDE = {"synth", "cli", "demo", "__main__"}

@@ -26,21 +26,24 @@ EVALUATED = ("passed", "failed")
 
 @dataclass(frozen=True)
 class Scope:
-    """What part of a run a report covers: one institution and/or a month range (None = all)."""
+    """What part of a run a report covers: one institution, doctor and/or a month range (None = all)."""
 
     institution: str | None = None
     period: tuple[str, str] | None = None
+    doctor: str | None = None
 
     @property
     def filtered(self) -> bool:
         """True when the rates must be recomputed from the strata."""
-        return self.institution is not None or self.period is not None
+        return self.institution is not None or self.period is not None or self.doctor is not None
 
     def label(self) -> str:
         """Human label, e.g. 'institution I1, 2026-04..2026-06'."""
         parts = []
         if self.institution is not None:
             parts.append(f"institution 医療機関 {self.institution}")
+        if self.doctor is not None:
+            parts.append(f"doctor 医師 {self.doctor}")
         if self.period is not None:
             parts.append(f"period 期間 {self.period[0]}..{self.period[1]}")
         return ", ".join(parts) or "all institutions and months 全医療機関・全期間"
@@ -148,7 +151,7 @@ def run_info(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
     return info
 
 
-def _strata_where(scope: Scope, alias: str = "s") -> tuple[str, list]:
+def strata_where(scope: Scope, alias: str = "s") -> tuple[str, list]:
     """SQL condition and parameters selecting strata/violations inside ``scope``.
 
     Strata without a month (rules about institutions, doctors or care plans, which are not dated)
@@ -158,6 +161,9 @@ def _strata_where(scope: Scope, alias: str = "s") -> tuple[str, list]:
     if scope.institution is not None:
         cond.append(f"{alias}.institution_id = ?")
         params.append(scope.institution)
+    if scope.doctor is not None:
+        cond.append(f"{alias}.doctor_id = ?")
+        params.append(scope.doctor)
     if scope.period is not None:
         cond.append(f"({alias}.month IS NULL OR {alias}.month BETWEEN ? AND ?)")
         params.extend(scope.period)
@@ -201,7 +207,7 @@ def rule_frame(con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope
         [run_id],
     ).df()
     if scope.filtered:
-        where, params = _strata_where(scope)
+        where, params = strata_where(scope)
         sums = con.execute(
             f"SELECT rule_id, sum(denominator) AS denominator, sum(violated) AS violated,"
             f" sum(not_evidenced) AS not_evidenced FROM rule_results_strata s"
@@ -256,8 +262,9 @@ def provider_frame(
     by: str = "institution_id",
     scope: Scope = Scope(),
     level: str = "must",
+    rule_id: str | None = None,
 ) -> pd.DataFrame:
-    """Per institution (or doctor) pooled compliance of one level's rules, with funnel limits.
+    """Per institution (or doctor) pooled compliance of one level's rules (or of ``rule_id`` only), with funnel limits.
 
     Columns: provider, denominator, violated, not_evidenced, compliant, rate, p0 (overall rate),
     lo95/hi95/lo998/hi998 (limits at that volume) and ``position`` (inside, below_95, below_998,
@@ -265,7 +272,9 @@ def provider_frame(
     """
     if by not in ("institution_id", "doctor_id"):
         raise ValueError("by must be institution_id or doctor_id")
-    where, params = _strata_where(scope)
+    where, params = strata_where(scope)
+    if rule_id is not None:
+        where, params = f"{where} AND s.rule_id = ?", [*params, rule_id]
     df = con.execute(
         f"SELECT s.{by} AS provider, any_value(s.institution_id) AS institution_id,"
         " sum(s.denominator) AS denominator, sum(s.violated) AS violated,"
@@ -296,7 +305,7 @@ def trend_frame(
     con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope(), level: str = "must"
 ) -> pd.DataFrame:
     """Monthly compliance per rule plus a pooled ``(all rules 全規則)`` row per month (one level)."""
-    where, params = _strata_where(scope)
+    where, params = strata_where(scope)
     base = (
         " FROM rule_results_strata s JOIN rule_results r ON r.run_id = s.run_id AND r.rule_id = s.rule_id"
         f" WHERE s.run_id = ? AND r.level = ? AND r.status IN ('passed','failed')"
@@ -322,7 +331,7 @@ def heatmap_frame(
     max_institutions: int = 30,
 ) -> pd.DataFrame:
     """Compliance per rule × institution (one level), for the ``max_institutions`` largest institutions."""
-    where, params = _strata_where(scope)
+    where, params = strata_where(scope)
     df = con.execute(
         "WITH cells AS (SELECT s.rule_id, coalesce(s.institution_id, '(unknown 不明)') AS institution_id,"
         " sum(s.denominator) AS denominator, sum(s.violated) AS violated, sum(s.not_evidenced) AS not_evidenced"
@@ -406,7 +415,7 @@ def violation_changes(
     Only rules checked in both runs are compared: a rule that became not evaluable (or was not
     in a run) would otherwise show all its earlier violations as "resolved".
     """
-    where_c, pc = _strata_where(scope, "v")
+    where_c, pc = strata_where(scope, "v")
     both = (
         " AND rule_id IN (SELECT a.rule_id FROM rule_results a JOIN rule_results b ON a.rule_id = b.rule_id"
         " WHERE a.run_id = ? AND b.run_id = ? AND a.status IN ('passed', 'failed', 'not_applicable')"
@@ -535,7 +544,7 @@ def timeline_frame(
 
 def busiest_overlap_doctor(con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope()) -> str | None:
     """The doctor with most exam.one_patient_at_a_time violations whose sessions are in the database."""
-    where, params = _strata_where(scope, "v")
+    where, params = strata_where(scope, "v")
     row = con.execute(
         "SELECT v.doctor_id FROM violations v JOIN sessions s ON s.session_id = v.entity_id"
         " WHERE v.run_id = ? AND v.rule_id = 'exam.one_patient_at_a_time' AND v.doctor_id IS NOT NULL"
