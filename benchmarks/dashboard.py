@@ -116,7 +116,9 @@ def in_browser(db: str, repeat: int, rule: str) -> None:
     opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,2000"):
         opts.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=opts)
+    browser = webdriver.Chrome(
+        service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=opts
+    )
 
     def wait(pred, timeout: float = 300):  # type: ignore[no-untyped-def]
         end = time.monotonic() + timeout
@@ -141,12 +143,19 @@ def in_browser(db: str, repeat: int, rule: str) -> None:
             wait(lambda: browser.execute_script("return document.querySelectorAll('tr.rule-row').length > 0"))
             loads.append(time.perf_counter() - t)
             select = browser.find_element(By.CSS_SELECTOR, ".ocaudit-rule-control select")
-            (option,) = [o for o in select.find_elements(By.TAG_NAME, "option") if o.text.startswith(rule + " ")]
+            (option,) = [
+                o for o in select.find_elements(By.TAG_NAME, "option") if o.text.startswith(rule + " ")
+            ]
             t = time.perf_counter()
             option.click()
             wait(
-                lambda: f"規則 {rule}:"
-                in (browser.execute_script("return document.querySelector('.record-summary').innerText") or "")
+                lambda: (
+                    f"規則 {rule}:"
+                    in (
+                        browser.execute_script("return document.querySelector('.record-summary').innerText")
+                        or ""
+                    )
+                )
             )
             clicks.append(time.perf_counter() - t)
         print(f"browser: page open -> rule rows shown: {_median(loads)}")
@@ -164,7 +173,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--browser", action="store_true", help="also time the served app in headless Chromium")
     args = ap.parse_args()
-    print(f"database {args.db} ({Path(args.db).stat().st_size / 2**20:.0f} MiB); load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"database {args.db} ({Path(args.db).stat().st_size / 2**20:.0f} MiB); load average {os.getloadavg()[0]:.1f}"
+    )
     rule = in_process(args.db, args.repeat)
     if args.browser:
         in_browser(args.db, args.repeat, rule)

@@ -27,7 +27,7 @@ pytest.importorskip("ipywidgets", reason="ipywidgets not installed: pip install 
 from toolkit.dashboard.app import Dashboard, pct  # noqa: E402
 from toolkit.dashboard.records import write_records_csv  # noqa: E402
 
-FORMULA_ID = "=HYPERLINK(\"http://x\")"
+FORMULA_ID = '=HYPERLINK("http://x")'
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "00_dashboard.ipynb"
 
 
@@ -131,7 +131,11 @@ def test_csv_button_writes_the_whole_list_formula_safe_owner_only(app: Dashboard
 def test_comparison_says_why_there_is_none_for_the_first_run(db: Path) -> None:
     with q.reading(db) as con:
         comp = q.comparison(con, q.Selection(RUN1))
-    assert comp.previous_run_id is None and "最初の完全な監査" in comp.reason and "first complete audit" in comp.reason
+    assert (
+        comp.previous_run_id is None
+        and "最初の完全な監査" in comp.reason
+        and "first complete audit" in comp.reason
+    )
 
 
 def test_percentages_have_one_decimal() -> None:
@@ -166,7 +170,9 @@ def test_notebook_is_thin_and_runs_as_a_plain_notebook(db: Path, monkeypatch: py
     assert len(code) <= 3 and code[0].source.startswith("DB = ") and "parameters" in code[0].metadata["tags"]
     assert all(not c.get("outputs") for c in code)
     monkeypatch.setenv("OCAUDIT_DB", str(db))
-    NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}).execute()
+    NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    ).execute()
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)

@@ -67,7 +67,17 @@ def server(db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("dashlog") / "server.log"
     with open(log, "wb") as out:  # noqa: SIM115 - the child writes to it until the end of the module
         proc = subprocess.Popen(
-            [sys.executable, "-m", "toolkit", "dashboard", "--db", str(db), "--port", str(port), "--no-browser"],
+            [
+                sys.executable,
+                "-m",
+                "toolkit",
+                "dashboard",
+                "--db",
+                str(db),
+                "--port",
+                str(port),
+                "--no-browser",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=ROOT,
@@ -78,7 +88,9 @@ def server(db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     def served() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"dashboard exited {proc.returncode}: {log.read_text(errors='replace')[-3000:]}")
+            raise AssertionError(
+                f"dashboard exited {proc.returncode}: {log.read_text(errors='replace')[-3000:]}"
+            )
         try:
             with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - loopback only
                 return r.status == 200
@@ -181,10 +193,10 @@ def test_dashboard_select_rule_shows_its_records_and_loads_nothing_remote(
         assert js("return document.querySelector('tr.rule-row.selected').dataset.rule") == RULE
         _save(browser.get_screenshot_as_png(), tmp_path, "after.png")
 
-        loaded = js(
-            "return [document.URL].concat(performance.getEntriesByType('resource').map(e => e.name))"
-        )
-        remote = [u for u in loaded if not u.startswith(("http://127.0.0.1:", "ws://127.0.0.1:", "data:", "blob:"))]
+        loaded = js("return [document.URL].concat(performance.getEntriesByType('resource').map(e => e.name))")
+        remote = [
+            u for u in loaded if not u.startswith(("http://127.0.0.1:", "ws://127.0.0.1:", "data:", "blob:"))
+        ]
         assert remote == [], remote
         assert len(loaded) > 5  # the page really loaded its scripts and styles (from 127.0.0.1)
     finally:

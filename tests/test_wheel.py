@@ -72,7 +72,9 @@ def test_wheel_holds_suites_sample_data_catalogue_and_templates(wheel: Path) -> 
             assert inner in names, inner
         dashboard = ROOT / "notebooks" / "00_dashboard.ipynb"
         assert z.read("toolkit/_shipped/notebooks/00_dashboard.ipynb") == dashboard.read_bytes()
-        assert not [n for n in names if n.startswith("toolkit/_shipped/notebooks/0") and "00_dashboard" not in n]
+        assert not [
+            n for n in names if n.startswith("toolkit/_shipped/notebooks/0") and "00_dashboard" not in n
+        ]
     assert not any(n.startswith(("tools/", "tests/", "benchmarks/")) for n in names)
 
 

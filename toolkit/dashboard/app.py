@@ -40,6 +40,7 @@ STYLE = """<style>
 .ocaudit-dash .headline b {font-size: 20px;}
 .ocaudit-dash .note {color: #5b6b7a; font-size: 12px;}
 .ocaudit-dash tr.status-failed td.status {color: #c0392b;}
+.ocaudit-dash td.status {white-space: nowrap;}
 .ocaudit-dash tr.status-not_evaluable td.status, .ocaudit-dash tr.status-error td.status {color: #b36b00;}
 </style>"""
 
@@ -56,7 +57,9 @@ def _interval(lo: float | None, hi: float | None) -> str:
 def _selected_point(change_new: dict, name: str, field: str) -> str | None:
     """The clicked value of a point selection in a JupyterChart's ``_vl_selections`` (None = cleared)."""
     signal = (change_new.get(name) or {}).get("value")
-    points = [] if not signal else signal.get("vlPoint", {}).get("or", []) if isinstance(signal, dict) else signal
+    points = (
+        [] if not signal else signal.get("vlPoint", {}).get("or", []) if isinstance(signal, dict) else signal
+    )
     return points[0].get(field) if points and isinstance(points[0], dict) else None
 
 
@@ -78,22 +81,30 @@ class Dashboard:
             months = q.months(con, self.sel)
         layout = widgets.Layout(width="300px")
         style = {"description_width": "150px"}
-        self.run = widgets.Dropdown(options=run_options, value=run_id, description="監査 run", layout=layout, style=style)
+        self.run = widgets.Dropdown(
+            options=run_options, value=run_id, description="監査 run", layout=layout, style=style
+        )
         self.institution = widgets.Dropdown(description="医療機関 institution", layout=layout, style=style)
         self.doctor = widgets.Dropdown(description="医師 doctor", layout=layout, style=style)
-        self.period = widgets.SelectionRangeSlider(
-            options=months or ["—"],
-            index=(0, max(len(months) - 1, 0)),
-            description="期間 period",
-            layout=widgets.Layout(width="460px"),
-            style=style,
+        month_options = months or ["—"]
+        self.period_from = widgets.Dropdown(
+            options=month_options, value=month_options[0], description="期間 from", layout=layout, style=style
+        )
+        self.period_to = widgets.Dropdown(
+            options=month_options,
+            value=month_options[-1],
+            description="まで to",
+            layout=widgets.Layout(width="200px"),
+            style={"description_width": "50px"},
         )
         self.level = widgets.ToggleButtons(
             options=[("最低限遵守事項 must-follow", "must"), ("推奨事項 recommended", "should")],
             value="must",
             style={"button_width": "200px"},
         )
-        self.rule = widgets.Dropdown(description="規則 rule", layout=widgets.Layout(width="620px"), style=style)
+        self.rule = widgets.Dropdown(
+            description="規則 rule", layout=widgets.Layout(width="620px"), style=style
+        )
         self.rule.add_class("ocaudit-rule-control")
         self.header = widgets.HTML()
         self.verdict = widgets.HTML()
@@ -103,20 +114,34 @@ class Dashboard:
         self.rules_chart = _chart_widget()
         self.provider_chart = _chart_widget()
         self.trend_chart = _chart_widget()
-        for chart, name in ((self.rules_chart, "rules"), (self.provider_chart, "provider"), (self.trend_chart, "trend")):
+        for chart, name in (
+            (self.rules_chart, "rules"),
+            (self.provider_chart, "provider"),
+            (self.trend_chart, "trend"),
+        ):
             chart.add_class(f"ocaudit-{name}-chart")
-        self.records = RecordList(self.db_path, export_dir or Path(self.db_path).resolve().parent / "dashboard_exports")
+        self.records = RecordList(
+            self.db_path, export_dir or Path(self.db_path).resolve().parent / "dashboard_exports"
+        )
         self._months = months
         self._provider_by = "institution_id"
         self._fill_choices()
-        for control in (self.run, self.institution, self.doctor, self.period, self.level, self.rule):
+        for control in (
+            self.run,
+            self.institution,
+            self.doctor,
+            self.period_from,
+            self.period_to,
+            self.level,
+            self.rule,
+        ):
             control.observe(self._on_control, names="value")
         self.rules_chart.observe(self._on_rule_click, names="_vl_selections")
         self.provider_chart.observe(self._on_provider_click, names="_vl_selections")
         controls = widgets.VBox(
             [
                 widgets.HBox([self.run, self.institution, self.doctor]),
-                widgets.HBox([self.period, self.level]),
+                widgets.HBox([self.period_from, self.period_to, self.level]),
                 self.rule,
             ]
         )
@@ -154,7 +179,9 @@ class Dashboard:
         if self._quiet:
             return
         rule_id = _selected_point(change["new"], charts.RULE_SELECTION, "rule_id")
-        if (rule_id or ANY) != self.rule.value and (rule_id is None or rule_id in dict(self.rule.options).values()):
+        if (rule_id or ANY) != self.rule.value and (
+            rule_id is None or rule_id in dict(self.rule.options).values()
+        ):
             self.rule.value = rule_id or ANY or ANY
 
     def _on_provider_click(self, change: dict) -> None:
@@ -199,8 +226,10 @@ class Dashboard:
 
     def _read_selection(self) -> q.Selection:
         period = None
-        if self._months and self.period.index != (0, len(self._months) - 1):
-            period = (self._months[self.period.index[0]], self._months[self.period.index[1]])
+        if self._months:
+            first, last = sorted((self.period_from.value, self.period_to.value))
+            if (first, last) != (self._months[0], self._months[-1]):
+                period = (first, last)
         return q.Selection(
             run_id=self.run.value,
             institution=self.institution.value or None,

@@ -63,7 +63,9 @@ def rules_chart(rules: pd.DataFrame, level: str, selected: str | None = None) ->
     ]
     base = alt.Chart(df).encode(y=y, tooltip=tooltip)
     band = base.mark_bar(height=14, color="#dfe7ee").encode(
-        x=alt.X("rate_lo:Q", scale=xs, axis=alt.Axis(format="%"), title="遵守率と95%信頼区間 compliance (95% CI)"),
+        x=alt.X(
+            "rate_lo:Q", scale=xs, axis=alt.Axis(format="%"), title="遵守率と95%信頼区間 compliance (95% CI)"
+        ),
         x2="rate_hi:Q",
     )
     points = (
@@ -89,7 +91,9 @@ def rules_chart(rules: pd.DataFrame, level: str, selected: str | None = None) ->
 def provider_chart(providers: pd.DataFrame, by: str, selected: str | None = None) -> alt.TopLevelMixin:
     """Funnel plot: each provider's compliance against its volume with 95 % / 99.8 % limits; click to filter."""
     who_ja, who_en = ("医師", "doctor") if by == "doctor_id" else ("医療機関", "institution")
-    df = providers[["provider", "denominator", "violated", "not_evidenced", "rate", "lo95", "lo998", "p0"]].copy()
+    df = providers[
+        ["provider", "denominator", "violated", "not_evidenced", "rate", "lo95", "lo998", "p0"]
+    ].copy()
     sel = alt.selection_point(
         name=PROVIDER_SELECTION,
         fields=["provider"],
@@ -99,7 +103,11 @@ def provider_chart(providers: pd.DataFrame, by: str, selected: str | None = None
     )
     lo = float(pd.concat([df["rate"], df["lo998"]]).min()) if len(df) else 0.0
     ys = alt.Scale(domain=[max(0.0, int(lo * 20) / 20), 1.0], zero=False)
-    xs = alt.Scale(type="log") if len(df) and df["denominator"].max() > 50 * max(df["denominator"].min(), 1) else alt.Scale()
+    xs = (
+        alt.Scale(type="log")
+        if len(df) and df["denominator"].max() > 50 * max(df["denominator"].min(), 1)
+        else alt.Scale()
+    )
     x = alt.X(
         "denominator:Q",
         scale=xs,
@@ -128,13 +136,17 @@ def provider_chart(providers: pd.DataFrame, by: str, selected: str | None = None
         )
         .add_params(sel)
     )
-    chart = (limits + centre + points).properties(
+    labels = base.mark_text(align="left", dx=7, dy=-7, fontSize=11, color="#333").encode(
+        y=alt.Y("rate:Q", scale=ys), text="provider:N"
+    )
+    layers = limits + centre + points + (labels if len(df) <= 15 else alt.Chart(df).mark_point(opacity=0))
+    chart = layers.properties(
         width=420,
         height=240,
         title=_title(
             f"{who_ja}別の遵守率（ファンネルプロット）",
             f"Compliance by {who_en} (funnel plot)",
-            f"破線: 95%・99.8%管理限界 dashed: 95% / 99.8% limits — クリックで{who_ja}を絞り込み click to filter",
+            f"実線: 全体 solid: overall; 破線: 95%・99.8%下限 dashed: 95% / 99.8% limits — クリックで{who_ja}を絞り込み click to filter",
         ),
     )
     return apply_theme(chart)
@@ -145,7 +157,7 @@ def trend_chart(trend: pd.DataFrame, label: str) -> alt.TopLevelMixin:
     df = trend[["month", "denominator", "violated", "not_evidenced", "rate", "rate_lo", "rate_hi"]].copy()
     lo = float(df["rate_lo"].min()) if len(df) else 0.0
     ys = alt.Scale(domain=[max(0.0, int(lo * 20) / 20), 1.0], zero=False)
-    base = alt.Chart(df).encode(x=alt.X("month:O", title="月 month"))
+    base = alt.Chart(df).encode(x=alt.X("month:O", title="月 month", axis=alt.Axis(labelAngle=0)))
     band = base.mark_area(opacity=0.25, color=COLORS["compliant"]).encode(
         y=alt.Y("rate_lo:Q", scale=ys, title="遵守率 compliance", axis=alt.Axis(format="%")), y2="rate_hi:Q"
     )

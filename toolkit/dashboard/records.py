@@ -41,10 +41,12 @@ def records_html(page: pd.DataFrame) -> str:
             text = "—" if val is None or (isinstance(val, float) and pd.isna(val)) else str(val)
             if col == "status":
                 text = STATUS_LABELS.get(text, text)
-            cls = col.replace("_", "-")
+            cls = col.replace("_", "-") + (" status" if col == "status" else "")
             cells.append(f'<td class="{cls}">{html.escape(text)}</td>')
         rows.append(f"<tr>{''.join(cells)}</tr>")
-    return f'<table class="ocaudit-records"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    return (
+        f'<table class="ocaudit-records"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
 
 
 def write_records_csv(db_path: str | os.PathLike[str], sel: q.Selection, path: str | os.PathLike[str]) -> int:
@@ -69,7 +71,12 @@ class RecordList:
     ``export_dir`` is where the CSV button writes (created 0700 on first use).
     """
 
-    def __init__(self, db_path: str | os.PathLike[str], export_dir: str | os.PathLike[str], page_size: int = q.PAGE_SIZE):
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str],
+        export_dir: str | os.PathLike[str],
+        page_size: int = q.PAGE_SIZE,
+    ):
         self.db_path = db_path
         self.export_dir = Path(export_dir)
         self.page_size = page_size
@@ -120,13 +127,19 @@ class RecordList:
         self.page = min(max(0, page), self.pages - 1)
         with q.reading(self.db_path) as con:
             self.current = q.record_page(con, self.selection, self.page, self.page_size)
-        what = f"規則 {self.selection.rule_id}" if self.selection.rule_id else "選択した水準のすべての規則 all rules of the level"
+        what = (
+            f"規則 {self.selection.rule_id}"
+            if self.selection.rule_id
+            else "選択した水準のすべての規則 all rules of the level"
+        )
+        where = self.selection.scope.label()
         first = self.page * self.page_size + 1 if self.total else 0
         last = self.page * self.page_size + len(self.current)
         self.header.value = (
             f'<h3>指摘された記録 Records with findings</h3><p class="record-summary">{html.escape(what)}: '
             f"<b>{self.total:,}</b> 件 records — {first:,}–{last:,} を表示 shown "
-            f"(ページ page {self.page + 1}/{self.pages})。IDのみ表示 ids only.</p>"
+            f"(ページ page {self.page + 1}/{self.pages})。IDのみ表示 ids only.<br>"
+            f'<span class="note">範囲 scope: {html.escape(where)}</span></p>'
         )
         self.table.value = records_html(self.current) if len(self.current) else "<p>指摘なし no findings.</p>"
         self.prev_button.disabled = self.page == 0
@@ -151,5 +164,7 @@ class RecordList:
             name = f"records-{self.selection.run_id}-{self.selection.rule_id or self.selection.level}-{stamp}.csv"
             path = self.export_dir / name.replace("/", "_")
         n = write_records_csv(self.db_path, self.selection, path)
-        self.csv_status.value = f"<p>{n:,} 件を保存しました saved {n:,} records: <code>{html.escape(str(path))}</code></p>"
+        self.csv_status.value = (
+            f"<p>{n:,} 件を保存しました saved {n:,} records: <code>{html.escape(str(path))}</code></p>"
+        )
         return Path(path)
