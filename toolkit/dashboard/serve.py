@@ -54,6 +54,10 @@ def voila_command(db: Path, port: int, open_browser: bool) -> list[str]:
         "--show_tracebacks=False",
         "--theme=light",
         "--template=ocaudit",
+        # one kernel runs the notebook ahead of the first visit (and again after each), so a page opens
+        # without waiting for the kernel start and the imports
+        "--preheat_kernel=True",
+        "--pool_size=1",
     ]
     if not open_browser:
         cmd.append("--no-browser")
