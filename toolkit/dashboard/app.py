@@ -152,11 +152,12 @@ class Dashboard:
                 controls,
                 self.verdict,
                 self.rules_chart,
-                self.rules_table,
+                # what a click filters comes right under the chart; the full table of rules last
                 self.rule_detail,
                 widgets.HBox([self.provider_chart, self.trend_chart]),
                 self.records.widget,
                 self.comparison,
+                self.rules_table,
             ]
         )
         self.widget.add_class("ocaudit-dash")
@@ -305,7 +306,7 @@ class Dashboard:
             "<th class='n'>違反<br>violated</th><th class='n'>記録なし<br>not evidenced</th><th class='n'>遵守率<br>compliance</th></tr>"
         )
         return (
-            "<h3>規則の一覧 All rules of this level</h3><p class='note'>遵守率 = (対象 − 違反 − 記録なし) ÷ 対象。"
+            "<h3>規則の一覧（この水準のすべての規則） All rules of this level</h3><p class='note'>遵守率 = (対象 − 違反 − 記録なし) ÷ 対象。"
             " Compliance = (in scope − violated − not evidenced) ÷ in scope. 評価不能の規則は適合ではありません"
             " a not-evaluable rule is not a pass.</p>"
             f"<table class='ocaudit-rules'>{head}{''.join(rows)}</table>"
