@@ -176,3 +176,24 @@ def test_notebook_is_thin_and_runs_as_a_plain_notebook(db: Path, monkeypatch: py
     outputs = [o for c in nb.cells for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+
+
+def test_funnel_draws_at_most_max_providers_keeping_those_outside_the_limits() -> None:
+    import pandas as pd
+
+    from toolkit.dashboard import charts
+
+    n = charts.MAX_PROVIDERS + 500
+    providers = pd.DataFrame(
+        {
+            "provider": [f"I{i}" for i in range(n)],
+            "denominator": range(1, n + 1),
+            "rate": [0.5 if i % 100 == 0 else 0.95 for i in range(n)],
+            "position": ["below_998" if i % 100 == 0 else "inside" for i in range(n)],
+        }
+    )
+    shown = charts.bounded_providers(providers, keep="I7")
+    assert len(shown) == charts.MAX_PROVIDERS
+    assert set(providers.loc[providers["position"] != "inside", "provider"]) | {"I7"} <= set(
+        shown["provider"]
+    )

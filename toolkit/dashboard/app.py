@@ -85,7 +85,11 @@ class Dashboard:
             options=run_options, value=run_id, description="監査 run", layout=layout, style=style
         )
         self.institution = widgets.Dropdown(description="医療機関 institution", layout=layout, style=style)
-        self.doctor = widgets.Dropdown(description="医師 doctor", layout=layout, style=style)
+        self.doctor = widgets.Dropdown(
+            description="医師 doctor",
+            layout=widgets.Layout(width="400px"),
+            style={"description_width": "80px"},
+        )
         month_options = months or ["—"]
         self.period_from = widgets.Dropdown(
             options=month_options, value=month_options[0], description="期間 from", layout=layout, style=style
@@ -206,8 +210,14 @@ class Dashboard:
                 insts = q.institutions(con, self.sel.with_(institution=None))
                 self._set_options(self.institution, [(ALL, ANY)] + [(i, i) for i in insts])
                 self.sel = self.sel.with_(institution=self.institution.value or None)
-                docs = q.doctors(con, self.sel)
-                self._set_options(self.doctor, [(ALL, ANY)] + [(d, d) for d in docs])
+                # doctors are listed per institution (a large database has tens of thousands)
+                docs = q.doctors(con, self.sel) if self.sel.institution else []
+                first = (
+                    ALL
+                    if self.sel.institution
+                    else "（すべて・医療機関を選ぶと選択可） all — choose an institution first"
+                )
+                self._set_options(self.doctor, [(first, ANY)] + [(d, d) for d in docs])
                 rules = con.execute(
                     "SELECT rule_id, title_ja, title_en FROM rule_results WHERE run_id = ? AND level = ?"
                     " ORDER BY rule_id",

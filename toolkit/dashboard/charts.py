@@ -88,12 +88,38 @@ def rules_chart(rules: pd.DataFrame, level: str, selected: str | None = None) ->
     return apply_theme(chart)
 
 
+#: Most providers a funnel plot draws (a 10M-session database has thousands of institutions).
+MAX_PROVIDERS = 1500
+
+
+def bounded_providers(
+    providers: pd.DataFrame, max_points: int = MAX_PROVIDERS, keep: str | None = None
+) -> pd.DataFrame:
+    """At most ``max_points`` rows: the providers outside the 95 % limits (and ``keep``), then the largest others."""
+    if len(providers) <= max_points:
+        return providers
+    flagged = (providers["position"] != "inside") | (providers["provider"] == keep)
+    outside = providers[flagged].nsmallest(max_points, "rate")  # the lowest first when even these are many
+    rest = providers[~flagged].nlargest(max(0, max_points - len(outside)), "denominator")
+    return pd.concat([outside, rest])
+
+
 def provider_chart(providers: pd.DataFrame, by: str, selected: str | None = None) -> alt.TopLevelMixin:
-    """Funnel plot: each provider's compliance against its volume with 95 % / 99.8 % limits; click to filter."""
+    """Funnel plot: each provider's compliance against its volume with 95 % / 99.8 % limits; click to filter.
+
+    Beyond :data:`MAX_PROVIDERS` providers only those outside the limits and the largest others are drawn
+    (the subtitle says how many).
+    """
     who_ja, who_en = ("医師", "doctor") if by == "doctor_id" else ("医療機関", "institution")
-    df = providers[
-        ["provider", "denominator", "violated", "not_evidenced", "rate", "lo95", "lo998", "p0"]
-    ].copy()
+    shown = bounded_providers(providers, keep=selected)
+    df = shown[["provider", "denominator", "violated", "not_evidenced", "rate", "lo95", "lo998", "p0"]]
+    df = df.sort_values("denominator").copy()
+    note = (
+        ""
+        if len(shown) == len(providers)
+        else f" — {len(providers):,} 件中 {len(shown):,} 件を表示（95%限界外はすべて） showing {len(shown):,} of "
+        f"{len(providers):,}: all outside the limits, then the largest"
+    )
     sel = alt.selection_point(
         name=PROVIDER_SELECTION,
         fields=["provider"],
@@ -146,7 +172,8 @@ def provider_chart(providers: pd.DataFrame, by: str, selected: str | None = None
         title=_title(
             f"{who_ja}別の遵守率（ファンネルプロット）",
             f"Compliance by {who_en} (funnel plot)",
-            f"実線: 全体 solid: overall; 破線: 95%・99.8%下限 dashed: 95% / 99.8% limits — クリックで{who_ja}を絞り込み click to filter",
+            f"実線: 全体 solid: overall; 破線: 95%・99.8%下限 dashed: 95% / 99.8% limits — クリックで{who_ja}を絞り込み click to filter"
+            + note,
         ),
     )
     return apply_theme(chart)
