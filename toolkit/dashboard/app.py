@@ -76,6 +76,7 @@ class Dashboard:
         run_id = q.check_database(self.db_path)  # UserError: missing file, no run store, no complete run
         self.sel = q.Selection(run_id)
         self._quiet = False
+        self._results: dict = {}
         with q.reading(self.db_path) as con:
             run_options = q.runs(con)
             months = q.months(con, self.sel)
@@ -256,10 +257,10 @@ class Dashboard:
         """Re-read the selection's figures and redraw every part (a few bounded queries)."""
         self.sel = self._read_selection()
         with q.reading(self.db_path) as con:
-            ov = q.overview(con, self.sel)
-            by, providers = q.providers(con, self.sel)
-            trend = q.trend(con, self.sel)
-            comp = q.comparison(con, self.sel)
+            ov = self._cached(q.overview, con)
+            by, providers = self._cached(q.providers, con)
+            trend = self._cached(q.trend, con)
+            comp = self._cached(q.comparison, con)
         self._provider_by = by
         self.header.value = self._header_html(ov)
         self.verdict.value = self._verdict_html(ov)
@@ -276,6 +277,15 @@ class Dashboard:
         finally:
             self._quiet = False
         self.records.show(self.sel)
+
+    def _cached(self, query, con):  # type: ignore[no-untyped-def]
+        """``query(con, self.sel)``, remembered: a stored run never changes (the run store is append-only)."""
+        key = (query.__name__, self.sel)
+        if key not in self._results:
+            if len(self._results) >= 256:
+                self._results.clear()
+            self._results[key] = query(con, self.sel)
+        return self._results[key]
 
     def _header_html(self, ov: q.Overview) -> str:
         return (

@@ -89,7 +89,7 @@ def rules_chart(rules: pd.DataFrame, level: str, selected: str | None = None) ->
 
 
 #: Most providers a funnel plot draws (a 10M-session database has thousands of institutions).
-MAX_PROVIDERS = 1500
+MAX_PROVIDERS = 600
 
 
 def bounded_providers(

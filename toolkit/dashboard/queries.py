@@ -127,9 +127,8 @@ def providers(con: duckdb.DuckDBPyConnection, sel: Selection) -> tuple[str, pd.D
 
 def trend(con: duckdb.DuckDBPyConnection, sel: Selection) -> pd.DataFrame:
     """Monthly compliance of the selected rule, or the level's pooled line when no rule is selected."""
-    df = rd.trend_frame(con, sel.run_id, sel.scope, sel.level)
-    keep = sel.rule_id if sel.rule_id is not None else "(all rules 全規則)"
-    return df[df["rule_id"] == keep].reset_index(drop=True)
+    df = rd.trend_frame(con, sel.run_id, sel.scope, sel.level, rule_id=sel.rule_id, per_rule=False)
+    return df[df["rule_id"] == "(all rules 全規則)"].reset_index(drop=True)
 
 
 def _record_where(sel: Selection) -> tuple[str, list]:

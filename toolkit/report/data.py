@@ -302,24 +302,38 @@ def provider_frame(
 
 
 def trend_frame(
-    con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope(), level: str = "must"
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    scope: Scope = Scope(),
+    level: str = "must",
+    rule_id: str | None = None,
+    per_rule: bool = True,
 ) -> pd.DataFrame:
-    """Monthly compliance per rule plus a pooled ``(all rules 全規則)`` row per month (one level)."""
+    """Monthly compliance per rule plus a pooled ``(all rules 全規則)`` row per month (one level).
+
+    ``rule_id``: that rule only (its rows and the pooled row are then the same figures);
+    ``per_rule=False``: the pooled rows only (one scan of the strata instead of two).
+    """
     where, params = strata_where(scope)
+    if rule_id is not None:
+        where, params = f"{where} AND s.rule_id = ?", [*params, rule_id]
     base = (
         " FROM rule_results_strata s JOIN rule_results r ON r.run_id = s.run_id AND r.rule_id = s.rule_id"
         f" WHERE s.run_id = ? AND r.level = ? AND r.status IN ('passed','failed')"
         f" AND s.month IS NOT NULL AND {where}"
     )
     sums = "sum(s.denominator) AS denominator, sum(s.violated) AS violated, sum(s.not_evidenced) AS not_evidenced"
-    per_rule = con.execute(
-        f"SELECT s.rule_id, s.month, {sums}{base} GROUP BY ALL", [run_id, level, *params]
-    ).df()
+    per_rule = (
+        con.execute(f"SELECT s.rule_id, s.month, {sums}{base} GROUP BY ALL", [run_id, level, *params]).df()
+        if per_rule
+        else None
+    )
     overall = con.execute(
         f"SELECT '(all rules 全規則)' AS rule_id, s.month, {sums}{base} GROUP BY ALL",
         [run_id, level, *params],
     ).df()
-    df = add_rates(pd.concat([overall, per_rule], ignore_index=True))
+    frames = [overall] if per_rule is None else [overall, per_rule]
+    df = add_rates(pd.concat(frames, ignore_index=True))
     return df[df["denominator"] > 0].sort_values(["rule_id", "month"]).reset_index(drop=True)
 
 
