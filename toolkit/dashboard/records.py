@@ -84,6 +84,7 @@ class RecordList:
         self.page = 0
         self.total = 0
         self.current = pd.DataFrame(columns=list(q.RECORD_COLUMNS))
+        self._seen: dict[tuple, object] = {}
         self.header = widgets.HTML()
         self.table = widgets.HTML()
         self.prev_button = widgets.Button(description="◀ 前へ previous", layout=widgets.Layout(width="150px"))
@@ -107,6 +108,12 @@ class RecordList:
         )
         self.widget.add_class("ocaudit-record-list")
 
+    def _remember(self, key: tuple, value: object) -> None:
+        """Keep a count or page: a stored run's violations never change (the run store is append-only)."""
+        if len(self._seen) >= 128:
+            self._seen.clear()
+        self._seen[key] = value
+
     @property
     def pages(self) -> int:
         """Number of pages of the current selection (at least 1)."""
@@ -115,8 +122,10 @@ class RecordList:
     def show(self, sel: q.Selection) -> None:
         """Show the first page of ``sel``."""
         self.selection = sel
-        with q.reading(self.db_path) as con:
-            self.total = q.record_count(con, sel)
+        if ("count", sel) not in self._seen:
+            with q.reading(self.db_path) as con:
+                self._remember(("count", sel), q.record_count(con, sel))
+        self.total = self._seen[("count", sel)]
         self.csv_status.value = ""
         self.go(0)
 
@@ -125,8 +134,11 @@ class RecordList:
         if self.selection is None:
             return
         self.page = min(max(0, page), self.pages - 1)
-        with q.reading(self.db_path) as con:
-            self.current = q.record_page(con, self.selection, self.page, self.page_size)
+        key = ("page", self.selection, self.page)
+        if key not in self._seen:
+            with q.reading(self.db_path) as con:
+                self._remember(key, q.record_page(con, self.selection, self.page, self.page_size))
+        self.current = self._seen[key]
         what = (
             f"規則 {self.selection.rule_id}"
             if self.selection.rule_id
