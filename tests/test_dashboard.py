@@ -197,3 +197,31 @@ def test_funnel_draws_at_most_max_providers_keeping_those_outside_the_limits() -
     assert set(providers.loc[providers["position"] != "inside", "provider"]) | {"I7"} <= set(
         shown["provider"]
     )
+
+
+def test_the_app_builds_under_the_no_network_guard(db: Path, tmp_path: Path) -> None:
+    """The kernel's part (imports, vega-embed bundled offline, queries, chart specs, a click, the CSV)
+    under the Python-level no-network guard of test_no_network.py; the served page is checked in
+    test_dashboard_browser.py (a web server needs loopback sockets, which that guard forbids)."""
+    import subprocess
+    import sys
+
+    from tests.fixtures.secutil import ROOT, env
+
+    log = tmp_path / "net.log"
+    code = (
+        "import sys\nfrom toolkit.dashboard.app import Dashboard\n"
+        "app = Dashboard(sys.argv[1], export_dir=sys.argv[2])\napp.select_rule('consent.recorded')\n"
+        "assert app.records.total > 0\nprint(app.records.save_csv())\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(db), str(tmp_path / "csv")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env=env({"OCAUDIT_NET_LOG": str(log)}, [ROOT / "tests" / "fixtures" / "no_network"]),
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not log.exists(), log.read_text(encoding="utf-8")[:3000]
+    assert Path(r.stdout.strip().splitlines()[-1]).is_file()
