@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv browser bench-quick clean
+.PHONY: demo dashboard test lint venv browser bench-quick clean
 
 $(STAMP): pyproject.toml
 	@echo "==> creating $(VENV) and installing ocaudit with its dependencies (first time: a few minutes)"
@@ -22,6 +22,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	@echo "==> running the end-to-end demo on sample_data/ (ingest -> audit -> report)"
 	$(BIN)/ocaudit demo --out demo_out
+
+# the interactive dashboard on the demo database (run `make demo` first); Ctrl+C stops it
+dashboard: $(STAMP)
+	@test -f demo_out/ocaudit.duckdb || { echo "==> no demo_out/ocaudit.duckdb yet: run make demo first"; exit 2; }
+	$(BIN)/ocaudit dashboard --db demo_out/ocaudit.duckdb $(if $(PORT),--port $(PORT))
 
 browser:
 	@bash scripts/ensure_chromium.sh || echo "==> Chromium not available: browser tests will be skipped with a reason"

@@ -19,7 +19,7 @@ PKG = ROOT / "toolkit"
 
 #: Pipeline order: a module may import its own stage and earlier ones, never a later one.
 #: ``shared`` holds the modules every stage may use (contract, errors, resources, periods, theme).
-ORDER = ["shared", "store", "ingest", "rules", "audit", "review", "report", "survey"]
+ORDER = ["shared", "store", "ingest", "rules", "audit", "review", "report", "dashboard", "survey"]
 SHARED = {
     "contract",
     "errors",

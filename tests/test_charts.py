@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from tests.reporting_fixtures import RUN1, RUN2, build_fixture_db
-from toolkit.report import charts, stats
+from toolkit.report import charts, stats, timeline
 from toolkit.report import data as rd
 
 
@@ -55,7 +55,7 @@ def _all_charts(con: duckdb.DuckDBPyConnection) -> dict:
         "trend": charts.trend(rd.trend_frame(con, RUN2)),
         "heatmap": charts.heatmap(rd.heatmap_frame(con, RUN2)),
         "ec": charts.ec_funnel(rd.ec_funnel_frame(frame)),
-        "timeline": charts.timeline(rd.timeline_frame(con, RUN2, "D1"), "D1"),
+        "timeline": charts.timeline(timeline.timeline_frame(con, RUN2, "D1"), "D1"),
         "changes": charts.run_changes(rd.violation_changes(con, RUN2, RUN1)),
         "rates": charts.rate_change(rd.rate_changes(frame, rd.rule_frame(con, RUN1))),
     }
@@ -121,7 +121,7 @@ def test_trend_overall_equals_pooled_strata(con: duckdb.DuckDBPyConnection) -> N
 
 
 def test_timeline_lanes_and_flags(con: duckdb.DuckDBPyConnection) -> None:
-    t = rd.timeline_frame(con, RUN2, "D1").set_index("session_id")
+    t = timeline.timeline_frame(con, RUN2, "D1").set_index("session_id")
     assert list(t["lane"]) == [0, 1, 0, 0]  # S-2 overlaps S-1, so it goes to a second row
     assert t.loc["S-1", "overlapping"] and t.loc["S-2", "overlapping"] and not t.loc["S-3", "overlapping"]
     assert str(t.loc["S-1", "start"]) == "2026-08-03 09:00:00"  # shown in Japan time

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
@@ -56,3 +57,10 @@ def test_notebook_runs(path: Path, db: Path, monkeypatch: pytest.MonkeyPatch) ->
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("image/svg+xml" in o.get("data", {}) for o in outputs), "at least one chart drawn offline"
+    shown = "".join(
+        str(o.get("text", ""))
+        + str(o.get("data", {}).get("text/html", ""))
+        + str(o.get("data", {}).get("text/plain", ""))
+        for o in outputs
+    )
+    assert not re.search(r"\b0\.\d{4,}", shown), "rates are shown as percentages, not raw floats"

@@ -29,7 +29,7 @@ def test_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     db = F.build_db(tmp_path / "survey.duckdb")
     monkeypatch.setenv("OCAUDIT_DB", str(db))
     monkeypatch.setenv("OCAUDIT_PERIOD", F.PERIOD)
-    monkeypatch.setenv("OCAUDIT_INSTITUTION", "I1")
+    monkeypatch.delenv("OCAUDIT_INSTITUTION", raising=False)  # every institution: I1 and the decoy I2
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
@@ -40,4 +40,6 @@ def test_notebook_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     svgs = [o for o in outputs if "image/svg+xml" in o.get("data", {})]
     assert len(svgs) >= 4, "every chart drawn offline"
     text = "".join(o.get("text", "") for o in outputs)
-    assert "EC cases 症例数: 7" in text
+    assert "EC cases 症例数: 7" in text  # I1's seven cases
+    assert "institution 医療機関: I1" in text and "institution 医療機関: I2" in text
+    assert "医療機関 2 件 institutions" in text

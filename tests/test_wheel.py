@@ -1,6 +1,6 @@
 """The wheel works on its own: suites, sample data, catalogue and templates inside; a plain install runs the demo.
 
-``expectations/`` and ``sample_data/`` stay at the repository root (the reviewed source of
+``expectations/``, ``sample_data/`` and ``notebooks/00_dashboard.ipynb`` stay at the repository root (the reviewed source of
 truth); pyproject.toml maps them into the wheel under ``toolkit/_shipped/`` and
 :mod:`toolkit.resources` finds them there when the package is not a source checkout.
 """
@@ -66,8 +66,15 @@ def test_wheel_holds_suites_sample_data_catalogue_and_templates(wheel: Path) -> 
             "toolkit/rules/rules.yaml",
             "toolkit/data/drug_master.csv",
             "toolkit/report/templates/report.html.j2",
+            "toolkit/dashboard/jupyter/voila/templates/ocaudit/index.html.j2",
+            "toolkit/dashboard/jupyter/voila/templates/ocaudit/conf.json",
         ):
             assert inner in names, inner
+        dashboard = ROOT / "notebooks" / "00_dashboard.ipynb"
+        assert z.read("toolkit/_shipped/notebooks/00_dashboard.ipynb") == dashboard.read_bytes()
+        assert not [
+            n for n in names if n.startswith("toolkit/_shipped/notebooks/0") and "00_dashboard" not in n
+        ]
     assert not any(n.startswith(("tools/", "tests/", "benchmarks/")) for n in names)
 
 
@@ -95,8 +102,10 @@ def test_plain_install_runs_the_demo_from_another_directory(wheel: Path, tmp_pat
         ).stdout.strip()
     )
     (site / "ocaudit_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
+    # --ignore-installed: the .pth above also exposes an editable ocaudit of the test interpreter's
+    # venv (make venv installs one), which pip would otherwise take as "already satisfied"
     r = subprocess.run(
-        [str(py), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        [str(py), "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed", "-q", str(wheel)],
         capture_output=True,
         text=True,
     )
@@ -104,15 +113,25 @@ def test_plain_install_runs_the_demo_from_another_directory(wheel: Path, tmp_pat
     work = tmp_path / "elsewhere"
     work.mkdir()
     clean_env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "OCAUDIT_NET_LOG")}
-    where = subprocess.run(
+    r = subprocess.run(
         [str(py), "-c", "import toolkit; print(toolkit.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=work,
+        env=clean_env,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    where = r.stdout.strip()
+    assert where.startswith(str(site)), f"toolkit imported from {where}, not from the installed wheel"
+    notebook = subprocess.run(
+        [str(py), "-c", "from toolkit.dashboard import serve; print(serve.notebook_path())"],
         capture_output=True,
         text=True,
         cwd=work,
         env=clean_env,
         check=True,
     ).stdout.strip()
-    assert where.startswith(str(site)), f"toolkit imported from {where}, not from the installed wheel"
+    assert notebook.startswith(str(site)) and Path(notebook).is_file(), notebook  # ocaudit dashboard finds it
     r = subprocess.run(
         [str(venv / "bin" / "ocaudit"), "demo", "--out", str(work / "X")],
         capture_output=True,

@@ -232,6 +232,16 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--out", required=True)
     m.add_argument("--threshold", type=int, default=10)
 
+    s = sub.add_parser(
+        "dashboard",
+        help="interactive dashboard in the browser (ダッシュボード), served by Voilà on 127.0.0.1",
+        description="Serve notebooks/00_dashboard.ipynb with Voilà (no code shown) on 127.0.0.1 only and "
+        "print the URL. Needs the notebooks extra: pip install 'ocaudit[notebooks]'.",
+    )
+    s.add_argument("--db", required=True, help="DuckDB file with at least one complete audit run")
+    s.add_argument("--port", type=int, default=8866, help="port on 127.0.0.1 (default 8866)")
+    s.add_argument("--no-browser", action="store_true", help="do not open a browser; only print the URL")
+
     s = sub.add_parser("demo", help="generate nothing; ingest sample_data, audit and report")
     s.add_argument("--out", default="demo_out")
     s.add_argument("--sample", default=None, help="sample data folder (default: shipped sample_data)")
@@ -327,6 +337,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.survey_command == "ec":
             return survey.cli_survey_ec(args)
         return survey.cli_survey_merge(args)
+    if cmd == "dashboard":
+        from toolkit.dashboard import serve
+
+        return serve.cli_dashboard(args)
     if cmd == "demo":
         from toolkit import demo
 

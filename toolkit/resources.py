@@ -1,8 +1,8 @@
-"""Where the files the toolkit ships are: the drug master, the GX suites and the sample data.
+"""Where the files the toolkit ships are: the drug master, the GX suites, the sample data, the dashboard notebook.
 
-``expectations/`` and ``sample_data/`` live at the repository root, where they are reviewed.
-A wheel carries copies of them inside the package, under ``toolkit/_shipped/`` (pyproject.toml
-maps the two folders there), so a plain ``pip install .`` works from any directory. A source
+``expectations/``, ``sample_data/`` and ``notebooks/`` live at the repository root, where they
+are reviewed. A wheel carries copies of them inside the package, under ``toolkit/_shipped/``
+(pyproject.toml maps the folders there; of ``notebooks/`` only ``00_dashboard.ipynb``), so a plain ``pip install .`` works from any directory. A source
 checkout (editable install, or ``python -m toolkit`` in the repository) reads the root folders
 themselves, so an edited suite is what the next audit runs.
 """
@@ -18,7 +18,7 @@ _CHECKOUT_ROOT = PACKAGE_DIR.parent
 
 
 def shipped_dir(name: str) -> Path:
-    """The folder ``name`` (``expectations`` or ``sample_data``): checkout copy first, else the wheel's.
+    """The folder ``name`` (``expectations``, ``sample_data``, ``notebooks``): checkout copy first, else the wheel's.
 
     Raises FileNotFoundError naming both places when neither exists (a broken install).
     """

@@ -1,8 +1,8 @@
 """Read the run store into the frames that charts, the report, feedback sheets and notebooks use.
 
 Everything comes from the stored aggregates (``rule_results``, ``rule_results_strata``,
-``violations``, ``dq_results``, ``attestations``); only :func:`timeline_frame` reads the raw
-``sessions`` table, for one doctor and a date window. Compliance rate =
+``violations``, ``dq_results``, ``attestations``); only :mod:`toolkit.report.timeline` reads the
+raw ``sessions`` table, for one doctor and a date window. Compliance rate =
 (denominator − violated − not_evidenced) / denominator; ``must`` and ``should`` rules are never
 pooled together.
 """
@@ -29,21 +29,24 @@ UNKNOWN_INSTITUTION = "(unknown 不明)"
 
 @dataclass(frozen=True)
 class Scope:
-    """What part of a run a report covers: one institution and/or a month range (None = all)."""
+    """What part of a run a report covers: one institution, doctor and/or a month range (None = all)."""
 
     institution: str | None = None
     period: tuple[str, str] | None = None
+    doctor: str | None = None
 
     @property
     def filtered(self) -> bool:
         """True when the rates must be recomputed from the strata."""
-        return self.institution is not None or self.period is not None
+        return self.institution is not None or self.period is not None or self.doctor is not None
 
     def label(self) -> str:
         """Human label, e.g. 'institution I1, 2026-04..2026-06'."""
         parts = []
         if self.institution is not None:
             parts.append(f"institution 医療機関 {self.institution}")
+        if self.doctor is not None:
+            parts.append(f"doctor 医師 {self.doctor}")
         if self.period is not None:
             parts.append(f"period 期間 {self.period[0]}..{self.period[1]}")
         return ", ".join(parts) or "all institutions and months 全医療機関・全期間"
@@ -151,7 +154,7 @@ def run_info(con: duckdb.DuckDBPyConnection, run_id: str) -> dict:
     return info
 
 
-def _strata_where(scope: Scope, alias: str = "s") -> tuple[str, list]:
+def strata_where(scope: Scope, alias: str = "s") -> tuple[str, list]:
     """SQL condition and parameters selecting strata/violations inside ``scope``.
 
     Strata without a month (rules about institutions, doctors or care plans, which are not dated)
@@ -161,6 +164,9 @@ def _strata_where(scope: Scope, alias: str = "s") -> tuple[str, list]:
     if scope.institution is not None:
         cond.append(f"{alias}.institution_id = ?")
         params.append(scope.institution)
+    if scope.doctor is not None:
+        cond.append(f"{alias}.doctor_id = ?")
+        params.append(scope.doctor)
     if scope.period is not None:
         cond.append(f"({alias}.month IS NULL OR {alias}.month BETWEEN ? AND ?)")
         params.extend(scope.period)
@@ -204,7 +210,7 @@ def rule_frame(con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope
         [run_id],
     ).df()
     if scope.filtered:
-        where, params = _strata_where(scope)
+        where, params = strata_where(scope)
         sums = con.execute(
             f"SELECT rule_id, sum(denominator) AS denominator, sum(violated) AS violated,"
             f" sum(not_evidenced) AS not_evidenced FROM rule_results_strata s"
@@ -259,8 +265,9 @@ def provider_frame(
     by: str = "institution_id",
     scope: Scope = Scope(),
     level: str = "must",
+    rule_id: str | None = None,
 ) -> pd.DataFrame:
-    """Per institution (or doctor) pooled compliance of one level's rules, with funnel limits.
+    """Per institution (or doctor) pooled compliance of one level's rules (or of ``rule_id`` only), with funnel limits.
 
     Columns: provider, denominator, violated, not_evidenced, compliant, rate, p0 (overall rate),
     lo95/hi95/lo998/hi998 (limits at that volume) and ``position`` (inside, below_95, below_998,
@@ -268,7 +275,9 @@ def provider_frame(
     """
     if by not in ("institution_id", "doctor_id"):
         raise ValueError("by must be institution_id or doctor_id")
-    where, params = _strata_where(scope)
+    where, params = strata_where(scope)
+    if rule_id is not None:
+        where, params = f"{where} AND s.rule_id = ?", [*params, rule_id]
     df = con.execute(
         f"SELECT s.{by} AS provider, any_value(s.institution_id) AS institution_id,"
         " sum(s.denominator) AS denominator, sum(s.violated) AS violated,"
@@ -296,14 +305,23 @@ def provider_frame(
 
 
 def trend_frame(
-    con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope(), level: str = "must"
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    scope: Scope = Scope(),
+    level: str = "must",
+    rule_id: str | None = None,
+    per_rule: bool = True,
 ) -> pd.DataFrame:
     """Monthly compliance per rule plus a pooled ``(all rules 全規則)`` row per month (one level).
 
     Only months with session records in the run count: a care plan's month is the month it was
     written, which may lie long before the audited sessions, and would stretch the time axis.
+    ``rule_id``: that rule only (its rows and the pooled row are then the same figures);
+    ``per_rule=False``: the pooled rows only (one scan of the strata instead of two).
     """
-    where, params = _strata_where(scope)
+    where, params = strata_where(scope)
+    if rule_id is not None:
+        where, params = f"{where} AND s.rule_id = ?", [*params, rule_id]
     base = (
         " FROM rule_results_strata s JOIN rule_results r ON r.run_id = s.run_id AND r.rule_id = s.rule_id"
         f" WHERE s.run_id = ? AND r.level = ? AND r.status IN ('passed','failed')"
@@ -313,14 +331,17 @@ def trend_frame(
         "  AND mr.entity = 'session' AND m.denominator > 0)"
     )
     sums = "sum(s.denominator) AS denominator, sum(s.violated) AS violated, sum(s.not_evidenced) AS not_evidenced"
-    per_rule = con.execute(
-        f"SELECT s.rule_id, s.month, {sums}{base} GROUP BY ALL", [run_id, level, *params]
-    ).df()
+    per_rule = (
+        con.execute(f"SELECT s.rule_id, s.month, {sums}{base} GROUP BY ALL", [run_id, level, *params]).df()
+        if per_rule
+        else None
+    )
     overall = con.execute(
         f"SELECT '(all rules 全規則)' AS rule_id, s.month, {sums}{base} GROUP BY ALL",
         [run_id, level, *params],
     ).df()
-    df = add_rates(pd.concat([overall, per_rule], ignore_index=True))
+    frames = [overall] if per_rule is None else [overall, per_rule]
+    df = add_rates(pd.concat(frames, ignore_index=True))
     return df[df["denominator"] > 0].sort_values(["rule_id", "month"]).reset_index(drop=True)
 
 
@@ -332,7 +353,7 @@ def heatmap_frame(
     max_institutions: int = 30,
 ) -> pd.DataFrame:
     """Compliance per rule × institution (one level), for the ``max_institutions`` largest institutions."""
-    where, params = _strata_where(scope)
+    where, params = strata_where(scope)
     df = con.execute(
         f"WITH cells AS (SELECT s.rule_id, coalesce(s.institution_id, '{UNKNOWN_INSTITUTION}') AS institution_id,"
         " sum(s.denominator) AS denominator, sum(s.violated) AS violated, sum(s.not_evidenced) AS not_evidenced"
@@ -416,7 +437,7 @@ def violation_changes(
     Only rules checked in both runs are compared: a rule that became not evaluable (or was not
     in a run) would otherwise show all its earlier violations as "resolved".
     """
-    where_c, pc = _strata_where(scope, "v")
+    where_c, pc = strata_where(scope, "v")
     both = (
         " AND rule_id IN (SELECT a.rule_id FROM rule_results a JOIN rule_results b ON a.rule_id = b.rule_id"
         " WHERE a.run_id = ? AND b.run_id = ? AND a.status IN ('passed', 'failed', 'not_applicable')"
@@ -484,77 +505,6 @@ def attestation_frame(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFra
     ).df()
 
 
-def timeline_frame(
-    con: duckdb.DuckDBPyConnection,
-    run_id: str,
-    doctor_id: str,
-    start: str | None = None,
-    end: str | None = None,
-) -> pd.DataFrame:
-    """One doctor's sessions in a date window (Japan time), with overlap lanes and violation flags.
-
-    Reads the raw ``sessions`` table for that doctor only. Without ``start``/``end`` the window is
-    the month with most exam.one_patient_at_a_time violations of the doctor (else the latest month).
-    Columns: session_id, kind, start, end (naive Japan time), lane (0 = first free row), overlapping
-    (bool: in the run's violations of exam.one_patient_at_a_time).
-    """
-    from datetime import date, timedelta, timezone
-
-    if start is None or end is None:
-        row = con.execute(
-            "SELECT v.month FROM violations v JOIN sessions s ON s.session_id = v.entity_id"
-            " WHERE v.run_id = ? AND v.doctor_id = ? AND v.rule_id = 'exam.one_patient_at_a_time'"
-            " AND v.month IS NOT NULL GROUP BY v.month ORDER BY count(*) DESC, v.month DESC LIMIT 1",
-            [run_id, doctor_id],
-        ).fetchone()
-        if row is None:
-            row = con.execute(
-                "SELECT strftime(max(started_at), '%Y-%m') FROM sessions WHERE doctor_id = ?", [doctor_id]
-            ).fetchone()
-        if row is None or row[0] is None:
-            return pd.DataFrame(columns=["session_id", "kind", "start", "end", "lane", "overlapping"])
-        y, mth = (int(x) for x in row[0].split("-"))
-        start = date(y, mth, 1).isoformat()
-        end = (date(y + mth // 12, mth % 12 + 1, 1)).isoformat()
-    jst = timezone(timedelta(hours=9))
-    df = con.execute(
-        "SELECT s.session_id, s.kind, s.started_at, s.ended_at, v.entity_id IS NOT NULL AS overlapping"
-        " FROM sessions s LEFT JOIN (SELECT DISTINCT entity_id FROM violations WHERE run_id = ?"
-        "  AND rule_id = 'exam.one_patient_at_a_time') v ON v.entity_id = s.session_id"
-        " WHERE s.doctor_id = ? AND s.started_at >= CAST(? AS TIMESTAMPTZ) - INTERVAL 9 HOUR"
-        " AND s.started_at < CAST(? AS TIMESTAMPTZ) - INTERVAL 9 HOUR AND s.ended_at IS NOT NULL"
-        " ORDER BY s.started_at, s.session_id",
-        [run_id, doctor_id, f"{start} 00:00:00+00", f"{end} 00:00:00+00"],
-    ).df()
-    df["start"] = pd.to_datetime(df.pop("started_at"), utc=True).dt.tz_convert(jst).dt.tz_localize(None)
-    df["end"] = pd.to_datetime(df.pop("ended_at"), utc=True).dt.tz_convert(jst).dt.tz_localize(None)
-    lanes: list = []
-    lane_of = []
-    for s, e in zip(df["start"], df["end"], strict=True):
-        for i, busy_until in enumerate(lanes):
-            if busy_until <= s:
-                lanes[i] = e
-                lane_of.append(i)
-                break
-        else:
-            lanes.append(e)
-            lane_of.append(len(lanes) - 1)
-    df["lane"] = lane_of
-    return df
-
-
-def busiest_overlap_doctor(con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope()) -> str | None:
-    """The doctor with most exam.one_patient_at_a_time violations whose sessions are in the database."""
-    where, params = _strata_where(scope, "v")
-    row = con.execute(
-        "SELECT v.doctor_id FROM violations v JOIN sessions s ON s.session_id = v.entity_id"
-        " WHERE v.run_id = ? AND v.rule_id = 'exam.one_patient_at_a_time' AND v.doctor_id IS NOT NULL"
-        f" AND {where} GROUP BY v.doctor_id ORDER BY count(*) DESC, v.doctor_id LIMIT 1",
-        [run_id, *params],
-    ).fetchone()
-    return row[0] if row else None
-
-
 def review_summary(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
@@ -571,7 +521,7 @@ def review_summary(
     (rule → count, for ``--except justified``), ``any_marks``, ``prev_id``. ``changes``: the
     run's :func:`violation_changes` if the caller has it (resolved findings are matched to marks).
     """
-    where, params = _strata_where(scope, "v")
+    where, params = strata_where(scope, "v")
     if doctor is not None:
         where, params = f"{where} AND v.doctor_id = ?", [*params, doctor]
     resolved = None

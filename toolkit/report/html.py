@@ -30,7 +30,7 @@ from toolkit import __version__, store
 from toolkit.audit import verdict as verdict_mod
 from toolkit.errors import UserError
 from toolkit.periods import period_bounds
-from toolkit.report import charts, overview, text
+from toolkit.report import charts, overview, text, timeline
 from toolkit.report import data as rd
 from toolkit.report.data import (  # noqa: F401  (re-exported for notebooks)
     Scope,
@@ -263,9 +263,9 @@ def build_context(
     svg["history"] = _svg(charts.history_trend, ctx["history"]) if complete_runs > 1 else None
     ctx["timeline_doctor"] = None
     if store.table_exists(con, "sessions"):
-        doc = rd.busiest_overlap_doctor(con, run_id, scope)
+        doc = timeline.busiest_overlap_doctor(con, run_id, scope)
         if doc is not None:
-            tl = rd.timeline_frame(con, run_id, doc)
+            tl = timeline.timeline_frame(con, run_id, doc)
             if len(tl):
                 ctx["timeline_doctor"] = doc
                 svg["timeline"] = _svg(charts.timeline, tl, doc)

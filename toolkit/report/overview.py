@@ -47,7 +47,7 @@ def fix_first(
     )
     if must.empty:
         return []
-    where, params = rd._strata_where(scope or rd.Scope())
+    where, params = rd.strata_where(scope or rd.Scope())
     marks = ", ".join("?" for _ in range(len(must)))
     by_inst = con.execute(
         f"SELECT rule_id, coalesce(institution_id, '{UNKNOWN_INSTITUTION}') AS institution_id,"

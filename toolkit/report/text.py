@@ -8,6 +8,8 @@ place a rule's meaning is written; a rule id the catalogue lacks gets a generic 
 from __future__ import annotations
 
 import functools
+import re
+from typing import Any
 
 from toolkit.rules.catalogue import Rule, load
 
@@ -107,3 +109,32 @@ HOW_TO_READ: list[tuple[str, str]] = [
         "two-proportion z-test at p < 0.05.",
     ),
 ]
+
+
+#: Columns holding a proportion (0..1) in the report frames: shown as percentages with one decimal.
+_PERCENT_COLUMNS = re.compile(r"^(rate|rate_lo|rate_hi|rate_prev|p0|lo95|hi95|lo998|hi998|.+_rate)$")
+
+
+def percent_view(df: Any) -> Any:
+    """``df`` (a pandas frame of rates) styled for a notebook: proportions as ``97.3%``, p values to 3 decimals.
+
+    The frame itself is unchanged (a pandas ``Styler`` is returned), so notebooks keep computing on it.
+    """
+    fmt: dict[str, Any] = {c: "{:.1%}" for c in df.columns if _PERCENT_COLUMNS.match(str(c))}
+    fmt.update({c: "{:.3f}" for c in df.columns if c == "p_value"})
+    fmt.update({c: "{:.2f}" for c in df.columns if c == "z"})
+    return df.style.format(fmt, na_rep="—")
+
+
+def pooled_line(pooled: dict) -> str:
+    """One line for :func:`toolkit.report.data.pooled`: rate as a percentage with its 95 % interval and counts."""
+
+    def pct(x: float | None) -> str:
+        return "—" if x is None else f"{x * 100:.1f}%"
+
+    return (
+        f"{pooled['level']}: 遵守率 compliance {pct(pooled['rate'])} (95%CI {pct(pooled['rate_lo'])}–"
+        f"{pct(pooled['rate_hi'])}); 規則 rules {pooled['rules']} (指摘あり with findings {pooled['rules_failed']}); "
+        f"対象 in scope {pooled['denominator']:,}, 違反 violated {pooled['violated']:,}, "
+        f"記録なし not evidenced {pooled['not_evidenced']:,}"
+    )

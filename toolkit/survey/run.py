@@ -173,16 +173,32 @@ def _need_tables(con: duckdb.DuckDBPyConnection) -> None:
             raise UserError(f"the database has no {t} table; run `ocaudit ingest` first")
 
 
-def _institution(con: duckdb.DuckDBPyConnection, months: list[str], institution: str | None) -> str:
+def _institutions_with_sessions(con: duckdb.DuckDBPyConnection, months: list[str]) -> list[str]:
     marks = ", ".join("?" for _ in months)
-    found = [
-        r[0]
+    return [
+        str(r[0])
         for r in con.execute(
             f"SELECT DISTINCT institution_id FROM sessions WHERE institution_id IS NOT NULL AND "
             f"strftime(timezone('Asia/Tokyo', started_at), '%Y-%m') IN ({marks}) ORDER BY 1",
             months,
         ).fetchall()
     ]
+
+
+def survey_institutions(db_path: str | os.PathLike[str], period: str) -> list[str]:
+    """Institutions with sessions in ``period`` (Japan time): one survey package each (notebook 05)."""
+    if not Path(db_path).is_file():
+        raise UserError(f"{db_path}: no such database file")
+    con = store.connect(db_path, read_only=True)
+    try:
+        _need_tables(con)
+        return _institutions_with_sessions(con, months_of(period))
+    finally:
+        con.close()
+
+
+def _institution(con: duckdb.DuckDBPyConnection, months: list[str], institution: str | None) -> str:
+    found = _institutions_with_sessions(con, months)
     if institution:
         known = con.execute(
             "SELECT count(*) FROM sessions WHERE institution_id = ?", [institution]

@@ -1,0 +1,227 @@
+"""The dashboard without a browser: bounded queries, the app driven from Python, the CSV button, the CLI checks.
+
+One fixture run store (two runs, three institutions) built once; one record id is a spreadsheet
+formula so the CSV is seen to neutralise it. The notebook ``00_dashboard`` is executed as an
+ordinary notebook (nbclient), as JupyterLab would.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import stat
+from pathlib import Path
+
+import duckdb
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from tests.reporting_fixtures import RUN1, RUN2, build_fixture_db
+from toolkit import cli
+from toolkit.dashboard import queries as q
+from toolkit.store import insert_sql
+
+pytest.importorskip("ipywidgets", reason="ipywidgets not installed: pip install 'ocaudit[notebooks]'")
+
+from toolkit.dashboard.app import Dashboard, pct  # noqa: E402
+from toolkit.dashboard.records import write_records_csv  # noqa: E402
+
+FORMULA_ID = '=HYPERLINK("http://x")'
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "00_dashboard.ipynb"
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = build_fixture_db(tmp_path_factory.mktemp("dash") / "fx.duckdb")
+    con = duckdb.connect(str(path))
+    cols = ("run_id", "rule_id", "entity", "entity_id", "status", "institution_id", "doctor_id", "month")
+    con.execute(
+        insert_sql("violations", cols),
+        [RUN2, "training.doctor_online", "doctor", FORMULA_ID, "violated", "I1", "D1", None],
+    )
+    con.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def app(db: Path, tmp_path_factory: pytest.TempPathFactory) -> Dashboard:
+    return Dashboard(db, export_dir=tmp_path_factory.mktemp("exports") / "csv")
+
+
+def _ids(db: Path, rule_id: str, institution: str | None = None) -> list[str]:
+    con = duckdb.connect(str(db), read_only=True)
+    sql = "SELECT entity_id FROM violations WHERE run_id = ? AND rule_id = ?"
+    params = [RUN2, rule_id]
+    if institution:
+        sql += " AND institution_id = ?"
+        params.append(institution)
+    rows = [r[0] for r in con.execute(sql, params).fetchall()]
+    con.close()
+    return rows
+
+
+def test_record_pages_cover_the_rule_exactly_once_with_ids_only(db: Path) -> None:
+    sel = q.Selection(RUN2, rule_id="consent.recorded")
+    with q.reading(db) as con:
+        total = q.record_count(con, sel)
+        pages = [q.record_page(con, sel, page, 40) for page in range(-(-total // 40) + 1)]
+    assert list(pages[0].columns) == list(q.RECORD_COLUMNS)
+    assert all(len(p) == 40 for p in pages[:-2]) and len(pages[-1]) == 0  # LIMIT/OFFSET, past the end empty
+    shown = [eid for p in pages for eid in p["entity_id"]]
+    assert len(shown) == total == len(set(shown))
+    assert sorted(shown) == sorted(_ids(db, "consent.recorded"))
+
+
+def test_first_view_is_the_latest_complete_run_with_verdict_and_all_rules(app: Dashboard) -> None:
+    assert app.sel.run_id == RUN2 and app.sel.rule_id is None
+    assert "不適合 not compliant" in app.verdict.value
+    assert "最新の完全な監査（既定）" in app.header.value
+    assert app.rules_table.value.count("class='rule-row") == 8
+    shown = app.verdict.value + app.rules_table.value
+    assert re.search(r"\d+\.\d%", shown) and not re.search(r"\d\.\d{2,}", shown)  # percentages, one decimal
+    assert app.records.total > 0
+
+
+def test_selecting_a_rule_filters_records_funnel_trend_and_comparison(app: Dashboard, db: Path) -> None:
+    app.select_rule("exam.one_patient_at_a_time")
+    try:
+        assert app.sel.rule_id == "exam.one_patient_at_a_time"
+        assert set(app.records.current["rule_id"]) == {"exam.one_patient_at_a_time"}
+        assert app.records.total == len(_ids(db, "exam.one_patient_at_a_time"))
+        assert "data-rule='exam.one_patient_at_a_time'" in app.rules_table.value.split("selected")[1][:80]
+        assert "exam.one_patient_at_a_time" in app.trend_chart.spec["title"]["subtitle"]
+        assert app.comparison.value.count("<tr>") == 2  # header + this rule
+        # a click on an institution in the funnel narrows everything to it
+        app._on_provider_click({"new": {"provider": {"value": {"vlPoint": {"or": [{"provider": "I2"}]}}}}})
+        assert app.sel.institution == "I2"
+        assert set(app.records.current["institution_id"]) == {"I2"}
+        in_i2 = _ids(db, "exam.one_patient_at_a_time", "I2")
+        assert app.records.total == len(in_i2) and set(app.records.current["entity_id"]) <= set(in_i2)
+        assert [o[1] for o in app.doctor.options] == ["", "D4", "D5"]
+    finally:
+        app.institution.value = ""
+        app.select_rule(None)
+    assert app.sel.rule_id is None and app.sel.institution is None
+
+
+def test_chart_click_selects_the_rule(app: Dashboard) -> None:
+    app._on_rule_click({"new": {"rule": {"value": {"vlPoint": {"or": [{"rule_id": "consent.recorded"}]}}}}})
+    assert app.rule.value == "consent.recorded" and app.sel.rule_id == "consent.recorded"
+    app._on_rule_click({"new": {"rule": {"value": None}}})  # double-click clears
+    assert app.sel.rule_id is None
+
+
+def test_csv_button_writes_the_whole_list_formula_safe_owner_only(app: Dashboard, db: Path) -> None:
+    app.select_rule("training.doctor_online")
+    path = app.records.save_csv()
+    assert "1 件を保存しました saved 1 records" in app.records.csv_status.value
+    app.select_rule(None)
+    assert path is not None and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert tuple(rows[0]) == q.RECORD_COLUMNS
+    assert [r[2] for r in rows[1:]] == ["'" + FORMULA_ID]
+    big = write_records_csv(db, q.Selection(RUN2), path.with_name("all.csv"))
+    with q.reading(db) as con:
+        assert big == q.record_count(con, q.Selection(RUN2))
+
+
+def test_comparison_says_why_there_is_none_for_the_first_run(db: Path) -> None:
+    with q.reading(db) as con:
+        comp = q.comparison(con, q.Selection(RUN1))
+    assert (
+        comp.previous_run_id is None
+        and "最初の完全な監査" in comp.reason
+        and "first complete audit" in comp.reason
+    )
+
+
+def test_percentages_have_one_decimal() -> None:
+    assert pct(0.97349) == "97.3%" and pct(1.0) == "100.0%" and pct(None) == "—"
+
+
+def test_cli_dashboard_refuses_a_missing_database_or_one_without_a_complete_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["dashboard", "--db", str(tmp_path / "none.duckdb"), "--no-browser"]) == 2
+    assert "no such database file" in capsys.readouterr().err
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    assert cli.main(["dashboard", "--db", str(empty), "--no-browser"]) == 2
+    assert "ocaudit: error:" in capsys.readouterr().err
+
+
+def test_cli_dashboard_refuses_a_port_in_use(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        assert cli.main(["dashboard", "--db", str(db), "--port", str(port), "--no-browser"]) == 2
+    assert "使用中" in capsys.readouterr().err
+
+
+def test_notebook_is_thin_and_runs_as_a_plain_notebook(db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert len(code) <= 3 and code[0].source.startswith("DB = ") and "parameters" in code[0].metadata["tags"]
+    assert all(not c.get("outputs") for c in code)
+    monkeypatch.setenv("OCAUDIT_DB", str(db))
+    NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    ).execute()
+    outputs = [o for c in nb.cells for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+
+
+def test_funnel_draws_at_most_max_providers_keeping_those_outside_the_limits() -> None:
+    import pandas as pd
+
+    from toolkit.dashboard import charts
+
+    n = charts.MAX_PROVIDERS + 500
+    providers = pd.DataFrame(
+        {
+            "provider": [f"I{i}" for i in range(n)],
+            "denominator": range(1, n + 1),
+            "rate": [0.5 if i % 100 == 0 else 0.95 for i in range(n)],
+            "position": ["below_998" if i % 100 == 0 else "inside" for i in range(n)],
+        }
+    )
+    shown = charts.bounded_providers(providers, keep="I7")
+    assert len(shown) == charts.MAX_PROVIDERS
+    assert set(providers.loc[providers["position"] != "inside", "provider"]) | {"I7"} <= set(
+        shown["provider"]
+    )
+
+
+def test_the_app_builds_under_the_no_network_guard(db: Path, tmp_path: Path) -> None:
+    """The kernel's part (imports, vega-embed bundled offline, queries, chart specs, a click, the CSV)
+    under the Python-level no-network guard of test_no_network.py; the served page is checked in
+    test_dashboard_browser.py (a web server needs loopback sockets, which that guard forbids)."""
+    import subprocess
+    import sys
+
+    from tests.fixtures.secutil import ROOT, env
+
+    log = tmp_path / "net.log"
+    code = (
+        "import sys\nfrom toolkit.dashboard.app import Dashboard\n"
+        "app = Dashboard(sys.argv[1], export_dir=sys.argv[2])\napp.select_rule('consent.recorded')\n"
+        "assert app.records.total > 0\nprint(app.records.save_csv())\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(db), str(tmp_path / "csv")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env=env({"OCAUDIT_NET_LOG": str(log)}, [ROOT / "tests" / "fixtures" / "no_network"]),
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not log.exists(), log.read_text(encoding="utf-8")[:3000]
+    assert Path(r.stdout.strip().splitlines()[-1]).is_file()

@@ -1,0 +1,243 @@
+"""The dashboard's reads: bounded queries over the run store's pre-aggregated tables.
+
+Every figure comes from ``rule_results`` and ``rule_results_strata`` (a few rows per rule ×
+institution × doctor × month) through :mod:`toolkit.report.data`, so a 10M-session run answers
+as fast as a small one. Record lists read ``violations`` one page at a time (``LIMIT``/``OFFSET``
+on an indexed order) and hold ids only; nothing loads all violations into Python.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+
+import duckdb
+import pandas as pd
+
+from toolkit import store
+from toolkit.audit import verdict as verdict_mod
+from toolkit.errors import UserError
+from toolkit.report import data as rd
+from toolkit.report import html as report
+
+#: The columns a record list shows: ids, status, institution, doctor, month — never other patient fields.
+RECORD_COLUMNS = ("rule_id", "entity", "entity_id", "status", "institution_id", "doctor_id", "month")
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the dashboard shows: a run and the filters set by its controls (None = all)."""
+
+    run_id: str
+    institution: str | None = None
+    doctor: str | None = None
+    period: tuple[str, str] | None = None
+    level: str = "must"
+    rule_id: str | None = None
+
+    @property
+    def scope(self) -> rd.Scope:
+        """The report :class:`~toolkit.report.data.Scope` of this selection (rule and level aside)."""
+        return rd.Scope(institution=self.institution, period=self.period, doctor=self.doctor)
+
+    def with_(self, **changes: object) -> Selection:
+        """A copy with some fields changed."""
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+@contextmanager
+def reading(db_path: str | os.PathLike[str]) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection for one interaction, closed at once (the monthly ingest is never blocked)."""
+    con = report.open_store(db_path)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def check_database(db_path: str | os.PathLike[str]) -> str:
+    """The latest complete run id of ``db_path``; UserError when the file is missing or has no complete run."""
+    with reading(db_path) as con:
+        return rd.resolve_run(con, None)
+
+
+def runs(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """(label, run_id) of every run, newest first; partial runs are marked (for a dropdown)."""
+    out = []
+    for run_id, partial in store.runs_newest_first(con):
+        mark = " (部分実行 partial)" if partial else ""
+        out.append((f"{run_id}{mark}", run_id))
+    return out
+
+
+def _distinct(con: duckdb.DuckDBPyConnection, column: str, sel: Selection) -> list[str]:
+    cond, params = ["run_id = ?", f"{column} IS NOT NULL"], [sel.run_id]
+    if column == "doctor_id" and sel.institution is not None:
+        cond.append("institution_id = ?")
+        params.append(sel.institution)
+    rows = con.execute(
+        f"SELECT DISTINCT {column} FROM rule_results_strata WHERE {' AND '.join(cond)} ORDER BY 1", params
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def institutions(con: duckdb.DuckDBPyConnection, sel: Selection) -> list[str]:
+    """Institution ids of the run (from the strata)."""
+    return _distinct(con, "institution_id", sel)
+
+
+def doctors(con: duckdb.DuckDBPyConnection, sel: Selection) -> list[str]:
+    """Doctor ids of the run, of the selected institution when one is selected."""
+    return _distinct(con, "doctor_id", sel)
+
+
+def months(con: duckdb.DuckDBPyConnection, sel: Selection) -> list[str]:
+    """Months (YYYY-MM) of the run's dated strata, oldest first."""
+    return _distinct(con, "month", sel)
+
+
+@dataclass(frozen=True)
+class Overview:
+    """What the top of the dashboard shows for a selection."""
+
+    verdict: verdict_mod.Verdict
+    rules: pd.DataFrame  # rule_frame of the scope (all levels)
+    pooled: dict  # rd.pooled of the selected level
+    choice: rd.RunChoice
+
+
+def overview(con: duckdb.DuckDBPyConnection, sel: Selection) -> Overview:
+    """Verdict, per-rule counts and the pooled rate of the selection (from the strata)."""
+    rules = rd.rule_frame(con, sel.run_id, sel.scope)
+    choice = rd.run_choice(con, None)  # the default run, so the page can say whether this is it
+    if choice.run_id != sel.run_id:
+        choice = rd.run_choice(con, sel.run_id)
+    return Overview(rd.run_verdict(con, sel.run_id, rules), rules, rd.pooled(rules, sel.level), choice)
+
+
+def providers(con: duckdb.DuckDBPyConnection, sel: Selection) -> tuple[str, pd.DataFrame]:
+    """Funnel rows of the selected rule (or level): by institution, or by doctor once an institution is set."""
+    by = "doctor_id" if sel.institution is not None else "institution_id"
+    scope = rd.Scope(institution=sel.institution, period=sel.period)
+    return by, rd.provider_frame(con, sel.run_id, by, scope, sel.level, rule_id=sel.rule_id)
+
+
+def trend(con: duckdb.DuckDBPyConnection, sel: Selection) -> pd.DataFrame:
+    """Monthly compliance of the selected rule, or the level's pooled line when no rule is selected."""
+    df = rd.trend_frame(con, sel.run_id, sel.scope, sel.level, rule_id=sel.rule_id, per_rule=False)
+    return df[df["rule_id"] == "(all rules 全規則)"].reset_index(drop=True)
+
+
+def _record_where(sel: Selection) -> tuple[str, list]:
+    where, params = rd.strata_where(sel.scope, "v")
+    cond, out = ["v.run_id = ?", where], [sel.run_id, *params]
+    if sel.rule_id is not None:
+        cond.append("v.rule_id = ?")
+        out.append(sel.rule_id)
+    else:
+        cond.append("v.rule_id IN (SELECT rule_id FROM rule_results WHERE run_id = ? AND level = ?)")
+        out += [sel.run_id, sel.level]
+    return " AND ".join(cond), out
+
+
+def record_count(con: duckdb.DuckDBPyConnection, sel: Selection) -> int:
+    """How many violating records the selection holds (violated and not evidenced)."""
+    where, params = _record_where(sel)
+    return int(con.execute(f"SELECT count(*) FROM violations v WHERE {where}", params).fetchone()[0])
+
+
+def record_page(
+    con: duckdb.DuckDBPyConnection, sel: Selection, page: int = 0, page_size: int = PAGE_SIZE
+) -> pd.DataFrame:
+    """One page of the selection's violating records, ids only (:data:`RECORD_COLUMNS`)."""
+    where, params = _record_where(sel)
+    cols = ", ".join(f"v.{c}" for c in RECORD_COLUMNS)
+    sql = (
+        f"SELECT {cols} FROM violations v WHERE {where}"
+        " ORDER BY v.rule_id, v.month NULLS LAST, v.institution_id, v.doctor_id, v.entity_id"
+        " LIMIT ? OFFSET ?"
+    )
+    return con.execute(sql, [*params, int(page_size), int(page) * int(page_size)]).df()
+
+
+def record_batches(
+    con: duckdb.DuckDBPyConnection, sel: Selection, batch_size: int = 50_000
+) -> Iterator[tuple[object, ...]]:
+    """Every record of the selection as tuples in :data:`RECORD_COLUMNS` order, streamed in batches."""
+    where, params = _record_where(sel)
+    cols = ", ".join(f"v.{c}" for c in RECORD_COLUMNS)
+    cur = con.execute(
+        f"SELECT {cols} FROM violations v WHERE {where}"
+        " ORDER BY v.rule_id, v.month NULLS LAST, v.institution_id, v.doctor_id, v.entity_id",
+        params,
+    )
+    while rows := cur.fetchmany(batch_size):
+        yield from rows
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """New / persisting / resolved records against the previous complete run, or why there is none."""
+
+    previous_run_id: str | None
+    changes: pd.DataFrame
+    reason: str | None
+
+
+def comparison(con: duckdb.DuckDBPyConnection, sel: Selection) -> Comparison:
+    """Per rule changes since the previous complete run, limited to the selected rule (or level)."""
+    prev = rd.previous_run_id(con, sel.run_id)
+    empty = pd.DataFrame(columns=["rule_id", "new", "resolved", "persisting"])
+    if prev is None:
+        return Comparison(
+            None,
+            empty,
+            "比較できる前回の完全な監査がありません（この監査がデータベースで最初の完全な監査です）。"
+            " No earlier complete run to compare with: this is the first complete audit in the database.",
+        )
+    changes = rd.violation_changes(con, sel.run_id, prev, sel.scope)
+    if sel.rule_id is not None:
+        changes = changes[changes["rule_id"] == sel.rule_id]
+    else:
+        level_rules = con.execute(
+            "SELECT rule_id FROM rule_results WHERE run_id = ? AND level = ?", [sel.run_id, sel.level]
+        ).fetchall()
+        changes = changes[changes["rule_id"].isin([r[0] for r in level_rules])]
+    reason = None
+    if changes.empty:
+        reason = (
+            f"前回 {prev} と今回のどちらにも、この選択の違反・記録なしはありません。"
+            f" Neither this run nor the previous one ({prev}) has findings in this selection."
+        )
+    return Comparison(prev, changes.reset_index(drop=True), reason)
+
+
+def parse_db_env(default: str) -> str:
+    """The database the notebook shows: ``OCAUDIT_DB`` (set by ``ocaudit dashboard``) or ``default``."""
+    return os.environ.get("OCAUDIT_DB") or default
+
+
+__all__ = [
+    "PAGE_SIZE",
+    "RECORD_COLUMNS",
+    "Comparison",
+    "Overview",
+    "Selection",
+    "UserError",
+    "check_database",
+    "comparison",
+    "doctors",
+    "institutions",
+    "months",
+    "overview",
+    "providers",
+    "reading",
+    "record_batches",
+    "record_count",
+    "record_page",
+    "runs",
+    "trend",
+]

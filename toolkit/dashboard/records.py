@@ -1,0 +1,182 @@
+"""The record list: one page of violating records (ids only), paging, and a CSV of the whole list.
+
+Kept in its own widget class so review marking can be added later: :attr:`RecordList.selected_keys`
+gives the (rule_id, entity, entity_id) keys of the records ticked in :attr:`RecordList.picker`
+(not shown yet; a later review panel places it next to its state and note controls).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+from datetime import datetime
+from pathlib import Path
+
+import ipywidgets as widgets
+import pandas as pd
+
+from toolkit.dashboard import queries as q
+from toolkit.store import files
+
+STATUS_LABELS = {"violated": "違反 violated", "not_evidenced": "記録なし not evidenced"}
+HEADERS = {
+    "rule_id": "規則 rule",
+    "entity": "対象の種類 entity",
+    "entity_id": "ID",
+    "status": "状態 status",
+    "institution_id": "医療機関 institution",
+    "doctor_id": "医師 doctor",
+    "month": "月 month",
+}
+CSV_HEADER = tuple(q.RECORD_COLUMNS)
+
+
+def records_html(page: pd.DataFrame) -> str:
+    """The page as an escaped HTML table (class ``ocaudit-records``; one ``td.entity-id`` per record)."""
+    head = "".join(f"<th>{html.escape(HEADERS[c])}</th>" for c in q.RECORD_COLUMNS)
+    rows = []
+    for rec in page.itertuples(index=False):
+        cells = []
+        for col, val in zip(q.RECORD_COLUMNS, rec, strict=True):
+            text = "—" if val is None or (isinstance(val, float) and pd.isna(val)) else str(val)
+            if col == "status":
+                text = STATUS_LABELS.get(text, text)
+            cls = col.replace("_", "-") + (" status" if col == "status" else "")
+            cells.append(f'<td class="{cls}">{html.escape(text)}</td>')
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    return (
+        f'<table class="ocaudit-records"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
+def write_records_csv(db_path: str | os.PathLike[str], sel: q.Selection, path: str | os.PathLike[str]) -> int:
+    """Write every record of ``sel`` (ids only) to ``path``: formula-safe CSV, mode 0600; the row count."""
+    count = 0
+
+    def rows():  # type: ignore[no-untyped-def]
+        nonlocal count
+        yield CSV_HEADER
+        with q.reading(db_path) as con:
+            for row in q.record_batches(con, sel):
+                count += 1
+                yield row
+
+    files.write_rows_csv(rows(), path)
+    return count
+
+
+class RecordList:
+    """A paged list of the selection's violating records with a CSV button.
+
+    ``export_dir`` is where the CSV button writes (created 0700 on first use).
+    """
+
+    def __init__(
+        self,
+        db_path: str | os.PathLike[str],
+        export_dir: str | os.PathLike[str],
+        page_size: int = q.PAGE_SIZE,
+    ):
+        self.db_path = db_path
+        self.export_dir = Path(export_dir)
+        self.page_size = page_size
+        self.selection: q.Selection | None = None
+        self.page = 0
+        self.total = 0
+        self.current = pd.DataFrame(columns=list(q.RECORD_COLUMNS))
+        self._seen: dict[tuple, object] = {}
+        self.header = widgets.HTML()
+        self.table = widgets.HTML()
+        self.prev_button = widgets.Button(description="◀ 前へ previous", layout=widgets.Layout(width="150px"))
+        self.next_button = widgets.Button(description="次へ next ▶", layout=widgets.Layout(width="150px"))
+        self.csv_button = widgets.Button(
+            description="CSVに保存 save CSV", layout=widgets.Layout(width="190px")
+        )
+        self.csv_status = widgets.HTML()
+        #: records ticked for review (not displayed yet; see the module docstring)
+        self.picker = widgets.SelectMultiple(options=[], rows=8, layout=widgets.Layout(width="520px"))
+        self.prev_button.on_click(lambda _b: self.go(self.page - 1))
+        self.next_button.on_click(lambda _b: self.go(self.page + 1))
+        self.csv_button.on_click(lambda _b: self.save_csv())
+        self.widget = widgets.VBox(
+            [
+                self.header,
+                self.table,
+                widgets.HBox([self.prev_button, self.next_button, self.csv_button]),
+                self.csv_status,
+            ]
+        )
+        self.widget.add_class("ocaudit-record-list")
+
+    def _remember(self, key: tuple, value: object) -> None:
+        """Keep a count or page: a stored run's violations never change (the run store is append-only)."""
+        if len(self._seen) >= 128:
+            self._seen.clear()
+        self._seen[key] = value
+
+    @property
+    def pages(self) -> int:
+        """Number of pages of the current selection (at least 1)."""
+        return max(1, -(-self.total // self.page_size))
+
+    def show(self, sel: q.Selection) -> None:
+        """Show the first page of ``sel``."""
+        self.selection = sel
+        if ("count", sel) not in self._seen:
+            with q.reading(self.db_path) as con:
+                self._remember(("count", sel), q.record_count(con, sel))
+        self.total = self._seen[("count", sel)]
+        self.csv_status.value = ""
+        self.go(0)
+
+    def go(self, page: int) -> None:
+        """Show page ``page`` (clamped to the pages there are)."""
+        if self.selection is None:
+            return
+        self.page = min(max(0, page), self.pages - 1)
+        key = ("page", self.selection, self.page)
+        if key not in self._seen:
+            with q.reading(self.db_path) as con:
+                self._remember(key, q.record_page(con, self.selection, self.page, self.page_size))
+        self.current = self._seen[key]
+        what = (
+            f"規則 {self.selection.rule_id}"
+            if self.selection.rule_id
+            else "選択した水準のすべての規則 all rules of the level"
+        )
+        where = self.selection.scope.label()
+        first = self.page * self.page_size + 1 if self.total else 0
+        last = self.page * self.page_size + len(self.current)
+        self.header.value = (
+            f'<h3>指摘された記録 Records with findings</h3><p class="record-summary">{html.escape(what)}: '
+            f"<b>{self.total:,}</b> 件 records — {first:,}–{last:,} を表示 shown "
+            f"(ページ page {self.page + 1}/{self.pages})。IDのみ表示 ids only.<br>"
+            f'<span class="note">範囲 scope: {html.escape(where)}</span></p>'
+        )
+        self.table.value = records_html(self.current) if len(self.current) else "<p>指摘なし no findings.</p>"
+        self.prev_button.disabled = self.page == 0
+        self.next_button.disabled = self.page >= self.pages - 1
+        self.picker.options = [
+            (f"{r.rule_id} {r.entity_id}", (r.rule_id, r.entity, r.entity_id))
+            for r in self.current.itertuples(index=False)
+        ]
+
+    @property
+    def selected_keys(self) -> list[tuple[str, str, str]]:
+        """(rule_id, entity, entity_id) of the records ticked in :attr:`picker`."""
+        return list(self.picker.value)
+
+    def save_csv(self, path: str | os.PathLike[str] | None = None) -> Path | None:
+        """Write the whole current list (every page) to CSV (formula-safe, 0600); the path written."""
+        if self.selection is None:
+            return None
+        if path is None:
+            files.make_dirs(self.export_dir)
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            name = f"records-{self.selection.run_id}-{self.selection.rule_id or self.selection.level}-{stamp}.csv"
+            path = self.export_dir / name.replace("/", "_")
+        n = write_records_csv(self.db_path, self.selection, path)
+        self.csv_status.value = (
+            f"<p>{n:,} 件を保存しました saved {n:,} records: <code>{html.escape(str(path))}</code></p>"
+        )
+        return Path(path)
