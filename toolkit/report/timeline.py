@@ -70,9 +70,11 @@ def timeline_frame(
     return df
 
 
-def busiest_overlap_doctor(con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope = Scope()) -> str | None:
+def busiest_overlap_doctor(
+    con: duckdb.DuckDBPyConnection, run_id: str, scope: Scope | None = None
+) -> str | None:
     """The doctor with most exam.one_patient_at_a_time violations whose sessions are in the database."""
-    where, params = strata_where(scope, "v")
+    where, params = strata_where(scope or Scope(), "v")
     row = con.execute(
         "SELECT v.doctor_id FROM violations v JOIN sessions s ON s.session_id = v.entity_id"
         " WHERE v.run_id = ? AND v.rule_id = 'exam.one_patient_at_a_time' AND v.doctor_id IS NOT NULL"
