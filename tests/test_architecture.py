@@ -123,3 +123,14 @@ def test_every_insert_into_the_run_store_names_its_columns() -> None:
         if positional.search(line)
     ]
     assert not hits, f"INSERT without a column list: {hits}"
+
+
+def test_every_subpackage_is_listed_for_the_wheel() -> None:
+    """pyproject lists packages explicitly: a new stage missing there installs as a broken wheel."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]
+    )
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in PKG.rglob("__init__.py")}
+    assert found <= listed, f"add to [tool.setuptools] packages in pyproject.toml: {sorted(found - listed)}"
