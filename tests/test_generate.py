@@ -151,16 +151,16 @@ def test_csv_and_parquet_readable_with_contract_columns(tmp_path: Path) -> None:
 def test_streaming_memory_bounded(tmp_path: Path) -> None:
     code = textwrap.dedent(f"""
         from toolkit.synth.generate import generate_dataset
-        generate_dataset({str(tmp_path / "big")!r}, 300_000, 1, 'parquet', 0.02, chunk_size=100_000)
+        generate_dataset({str(tmp_path / "big")!r}, 150_000, 1, "parquet", 0.02, chunk_size=50_000)
         # VmHWM: this process's own peak (ru_maxrss would include the pytest worker it came from)
         print([int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:")][0])
     """)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     peak_mb = int(res.stdout.strip().splitlines()[-1]) / 1024
-    print(f"peak RSS generating 300k sessions: {peak_mb:.0f} MB")
+    print(f"peak RSS generating 150k sessions: {peak_mb:.0f} MB")
     assert peak_mb < 1536
     gen = json.loads((tmp_path / "big" / "generation.json").read_text(encoding="utf-8"))
-    assert gen["counts"]["sessions"] == 300_000 and gen["chunks"] == 3
+    assert gen["counts"]["sessions"] == 150_000 and gen["chunks"] == 3
 
 
 def test_sample_data_is_reproducible(tmp_path: Path) -> None:
