@@ -1,8 +1,7 @@
-"""The record list: one page of violating records (ids only), paging, and a CSV of the whole list.
-
-Kept in its own widget class so review marking can be added later: :attr:`RecordList.selected_keys`
-gives the (rule_id, entity, entity_id) keys of the records ticked in :attr:`RecordList.picker`
-(not shown yet; a later review panel places it next to its state and note controls).
+"""The record list: one page of violating records (ids only) with their review state, paging, a CSV
+of the whole list, and the review panel (:mod:`toolkit.dashboard.marking`) that marks the records
+chosen on the page. The states of a page are read afresh on every showing (marks change; the run's
+records do not), for that page's keys only.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ import ipywidgets as widgets
 import pandas as pd
 
 from toolkit.dashboard import queries as q
+from toolkit.dashboard.marking import ReviewPanel, state_text
 from toolkit.store import files
 
 STATUS_LABELS = {"violated": "違反 violated", "not_evidenced": "記録なし not evidenced"}
@@ -23,19 +23,27 @@ HEADERS = {
     "rule_id": "規則 rule",
     "entity": "対象の種類 entity",
     "entity_id": "ID",
-    "status": "状態 status",
+    "status": "結果 finding",
     "institution_id": "医療機関 institution",
     "doctor_id": "医師 doctor",
     "month": "月 month",
+    "review": "状態 review state",
 }
 CSV_HEADER = tuple(q.RECORD_COLUMNS)
 
 
-def records_html(page: pd.DataFrame) -> str:
-    """The page as an escaped HTML table (class ``ocaudit-records``; one ``td.entity-id`` per record)."""
-    head = "".join(f"<th>{html.escape(HEADERS[c])}</th>" for c in q.RECORD_COLUMNS)
+def records_html(page: pd.DataFrame, page_marks: dict | None = None) -> str:
+    """The page as an escaped HTML table (class ``ocaudit-records``; one ``td.entity-id`` per record).
+
+    ``page_marks``: :func:`toolkit.dashboard.queries.page_marks` of the page; the last column shows
+    each record's review state (``td.review-state``) and who marked it with the note, escaped
+    (staff free text).
+    """
+    page_marks = page_marks or {}
+    head = "".join(f"<th>{html.escape(HEADERS[c])}</th>" for c in (*q.RECORD_COLUMNS, "review"))
     rows = []
     for rec in page.itertuples(index=False):
+        mark = page_marks.get((rec.rule_id, rec.entity, rec.entity_id))
         cells = []
         for col, val in zip(q.RECORD_COLUMNS, rec, strict=True):
             text = "—" if val is None or (isinstance(val, float) and pd.isna(val)) else str(val)
@@ -43,6 +51,14 @@ def records_html(page: pd.DataFrame) -> str:
                 text = STATUS_LABELS.get(text, text)
             cls = col.replace("_", "-") + (" status" if col == "status" else "")
             cells.append(f'<td class="{cls}">{html.escape(text)}</td>')
+        state = "open" if mark is None else str(mark["state"])
+        by = ""
+        if mark is not None:
+            who_note = str(mark["marked_by"] or "") + (f": {mark['note']}" if mark["note"] else "")
+            by = f'<br><span class="note mark-note">{html.escape(who_note)}</span>'
+        still = mark is not None and bool(mark["still_present"])
+        cls = f"review-state state-{state}" + (" still-present" if still else "")
+        cells.append(f'<td class="{cls}">{html.escape(state_text(state, still))}{by}</td>')
         rows.append(f"<tr>{''.join(cells)}</tr>")
     return (
         f'<table class="ocaudit-records"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
@@ -93,8 +109,9 @@ class RecordList:
             description="CSVに保存 save CSV", layout=widgets.Layout(width="190px")
         )
         self.csv_status = widgets.HTML()
-        #: records ticked for review (not displayed yet; see the module docstring)
-        self.picker = widgets.SelectMultiple(options=[], rows=8, layout=widgets.Layout(width="520px"))
+        self.review = ReviewPanel(db_path, on_saved=lambda: self.go(self.page))
+        #: the records chosen for marking (shown in the review panel)
+        self.picker = self.review.picker
         self.prev_button.on_click(lambda _b: self.go(self.page - 1))
         self.next_button.on_click(lambda _b: self.go(self.page + 1))
         self.csv_button.on_click(lambda _b: self.save_csv())
@@ -104,6 +121,7 @@ class RecordList:
                 self.table,
                 widgets.HBox([self.prev_button, self.next_button, self.csv_button]),
                 self.csv_status,
+                self.review.widget,
             ]
         )
         self.widget.add_class("ocaudit-record-list")
@@ -153,13 +171,17 @@ class RecordList:
             f"(ページ page {self.page + 1}/{self.pages})。IDのみ表示 ids only.<br>"
             f'<span class="note">範囲 scope: {html.escape(where)}</span></p>'
         )
-        self.table.value = records_html(self.current) if len(self.current) else "<p>指摘なし no findings.</p>"
+        page = self.current
+        keys = list(dict.fromkeys(zip(page["rule_id"], page["entity"], page["entity_id"], strict=True)))
+        with q.reading(self.db_path) as con:  # fresh each time: marks change, the run's records do not
+            page_marks = q.page_marks(con, self.selection.run_id, keys)
+            counts = q.review_counts(con, self.selection)
+        self.table.value = (
+            records_html(self.current, page_marks) if len(self.current) else "<p>指摘なし no findings.</p>"
+        )
         self.prev_button.disabled = self.page == 0
         self.next_button.disabled = self.page >= self.pages - 1
-        self.picker.options = [
-            (f"{r.rule_id} {r.entity_id}", (r.rule_id, r.entity, r.entity_id))
-            for r in self.current.itertuples(index=False)
-        ]
+        self.review.show_page(self.selection, keys, page_marks, counts)
 
     @property
     def selected_keys(self) -> list[tuple[str, str, str]]:
