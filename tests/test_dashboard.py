@@ -272,11 +272,11 @@ def test_marking_two_records_in_the_app_appends_them_and_shows_state_counts_and_
         assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in table
         assert "qa-01 &lt;b&gt;" in table and "<script" not in table and "<img" not in table
         counts = review.counts.value
+        assert "確認中 acknowledged</th>" in counts and "未対応 open</th>" in counts
+        assert "review-count-acknowledged'><b>2</b>" in counts and "review-count-open'><b>9</b>" in counts
         assert (
-            "review-count-acknowledged'><span class='note'>確認中 acknowledged</span><br><b>2</b>" in counts
+            "review-count-violated'><b>8</b>" in counts and "review-count-not_evidenced'><b>3</b>" in counts
         )
-        assert "review-count-open'><span class='note'>未対応 open</span><br><b>9</b>" in counts
-        assert "review-count-violated'><span class='note'>違反 violated</span><br><b>8</b>" in counts
         assert [label.endswith("確認中 acknowledged") for label, _v in review.picker.options[:3]] == [
             True,
             True,
@@ -294,9 +294,9 @@ def test_a_refused_mark_lists_the_problems_and_writes_nothing(app: Dashboard, db
         review.save_button.click()  # nothing chosen
         assert "choose at least one record" in review.status.value and _marks(db) == before
         # one record already acknowledged (same state: refused), one open: all or nothing
-        options = {label.split()[0]: (label, value) for label, value in review.picker.options}
-        done = [v for label, v in options.values() if label.endswith("acknowledged")][0]
-        fresh = [v for label, v in options.values() if label.endswith("open")][0]
+        options = review.picker.options
+        done = next(v for label, v in options if label.endswith("acknowledged"))
+        fresh = next(v for label, v in options if label.endswith("open"))
         review.picker.value = (fresh, done)
         review.state.value = "acknowledged"
         review.who.value = "qa-02"

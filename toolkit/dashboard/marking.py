@@ -30,17 +30,19 @@ def state_text(state: str, still_present: bool = False) -> str:
 
 def counts_html(counts: dict[str, int], what: str) -> str:
     """The review counts of the shown rule (or all rules) beside violated / not evidenced (escaped)."""
+    head = "".join(
+        f"<th class='review-count-{key}'>{html.escape(label)}</th>" for key, label in q.REVIEW_COUNT_LABELS
+    )
     cells = "".join(
-        f"<td class='n review-count-{key}'><span class='note'>{html.escape(label)}</span><br>"
-        f"<b>{counts.get(key, 0):,}</b></td>"
-        for key, label in q.REVIEW_COUNT_LABELS
+        f"<td class='n review-count-{key}'><b>{counts.get(key, 0):,}</b></td>"
+        for key, _l in q.REVIEW_COUNT_LABELS
     )
     return (
         f"<h3>レビュー Review marks — {html.escape(what)}</h3>"
         "<p class='note'>指摘された記録（重複なし）を現在の状態で数えます。マークは遵守率を変えません"
         "（正当な例外も違反のまま数えます）。 Findings counted once under their current state; marks never"
         " change the compliance rate (a justified finding still counts as violated).</p>"
-        f"<table class='ocaudit-review-counts'><tr>{cells}</tr></table>"
+        f"<table class='ocaudit-review-counts'><tr>{head}</tr><tr>{cells}</tr></table>"
     )
 
 
@@ -56,35 +58,35 @@ class ReviewPanel:
             options=[],
             rows=8,
             description="記録 records",
-            layout=widgets.Layout(width="560px"),
-            style={"description_width": "110px"},
+            layout=widgets.Layout(width="780px"),
+            style={"description_width": "140px"},
         )
         self.picker.add_class("ocaudit-mark-picker")
         self.select_all = widgets.Button(
             description="このページをすべて選択 select all on this page", layout=widgets.Layout(width="300px")
         )
         self.clear = widgets.Button(description="選択を解除 clear", layout=widgets.Layout(width="160px"))
-        wide = {"description_width": "110px"}
+        wide = {"description_width": "140px"}
         self.state = widgets.Dropdown(
             options=[o for o in STATE_OPTIONS if o[1] != "open"]
             + [o for o in STATE_OPTIONS if o[1] == "open"],
             value="acknowledged",
             description="新しい状態 new state",
-            layout=widgets.Layout(width="360px"),
+            layout=widgets.Layout(width="400px"),
             style=wide,
         )
         self.state.add_class("ocaudit-mark-state")
         self.who = widgets.Text(
             description="記入者 reviewer",
             placeholder="氏名または職員ID name or staff id",
-            layout=widgets.Layout(width="360px"),
+            layout=widgets.Layout(width="400px"),
             style=wide,
         )
         self.who.add_class("ocaudit-mark-who")
         self.note = widgets.Textarea(
             description="備考 note",
             placeholder="理由（正当な例外では必須）。患者の氏名は書かない reason (needed for justified); no patient names",
-            layout=widgets.Layout(width="560px", height="64px"),
+            layout=widgets.Layout(width="780px", height="64px"),
             style=wide,
         )
         self.note.add_class("ocaudit-mark-note")
@@ -138,7 +140,8 @@ class ReviewPanel:
             mark = page_marks.get(key)
             state = "open" if mark is None else str(mark["state"])
             text = state_text(state, mark is not None and bool(mark["still_present"]))
-            options.append((f"{key[2]}  [{key[0]}] — {text}", key))
+            rule = "" if sel.rule_id else f"  [{key[0]}]"
+            options.append((f"{key[2]}{rule} — {text}", key))
         self.picker.options = options
 
     def _select_all(self) -> None:

@@ -157,6 +157,18 @@ class RecordList:
             with q.reading(self.db_path) as con:
                 self._remember(key, q.record_page(con, self.selection, self.page, self.page_size))
         self.current = self._seen[key]
+        page = self.current
+        keys = list(dict.fromkeys(zip(page["rule_id"], page["entity"], page["entity_id"], strict=True)))
+        with q.reading(self.db_path) as con:  # fresh each time: marks change, the run's records do not
+            page_marks = q.page_marks(con, self.selection.run_id, keys)
+            counts = q.review_counts(con, self.selection)
+        self.table.value = (
+            records_html(self.current, page_marks) if len(self.current) else "<p>指摘なし no findings.</p>"
+        )
+        self.prev_button.disabled = self.page == 0
+        self.next_button.disabled = self.page >= self.pages - 1
+        self.review.show_page(self.selection, keys, page_marks, counts)
+        # the summary last: it names the selection, so a browser seeing it sees the table of it too
         what = (
             f"規則 {self.selection.rule_id}"
             if self.selection.rule_id
@@ -171,17 +183,6 @@ class RecordList:
             f"(ページ page {self.page + 1}/{self.pages})。IDのみ表示 ids only.<br>"
             f'<span class="note">範囲 scope: {html.escape(where)}</span></p>'
         )
-        page = self.current
-        keys = list(dict.fromkeys(zip(page["rule_id"], page["entity"], page["entity_id"], strict=True)))
-        with q.reading(self.db_path) as con:  # fresh each time: marks change, the run's records do not
-            page_marks = q.page_marks(con, self.selection.run_id, keys)
-            counts = q.review_counts(con, self.selection)
-        self.table.value = (
-            records_html(self.current, page_marks) if len(self.current) else "<p>指摘なし no findings.</p>"
-        )
-        self.prev_button.disabled = self.page == 0
-        self.next_button.disabled = self.page >= self.pages - 1
-        self.review.show_page(self.selection, keys, page_marks, counts)
 
     @property
     def selected_keys(self) -> list[tuple[str, str, str]]:
