@@ -33,8 +33,9 @@ def counts_html(counts: dict[str, int], what: str) -> str:
     head = "".join(
         f"<th class='review-count-{key}'>{html.escape(label)}</th>" for key, label in q.REVIEW_COUNT_LABELS
     )
+    alarm = {"corrected_still_present"} if counts.get("corrected_still_present") else set()
     cells = "".join(
-        f"<td class='n review-count-{key}'><b>{counts.get(key, 0):,}</b></td>"
+        f"<td class='n review-count-{key}{' alarm' if key in alarm else ''}'><b>{counts.get(key, 0):,}</b></td>"
         for key, _l in q.REVIEW_COUNT_LABELS
     )
     return (
