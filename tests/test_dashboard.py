@@ -282,7 +282,16 @@ def test_marking_two_records_in_the_app_appends_them_and_shows_state_counts_and_
             True,
             False,
         ]
+        # the review-state filter narrows the list (counted afresh: marks change)
+        records = app.records
+        records.state_filter.value = "acknowledged"
+        assert records.total == 2 and list(records.current["entity_id"]) == [k[2] for k in chosen]
+        records.state_filter.value = "open"
+        assert records.total == 9 and not set(records.current["entity_id"]) & {k[2] for k in chosen}
+        records.state_filter.value = "still_present"
+        assert records.total == 0 and "指摘なし no findings" in records.table.value
     finally:
+        app.records.state_filter.value = ""
         app.select_rule(None)
 
 

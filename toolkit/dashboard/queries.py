@@ -39,6 +39,8 @@ class Selection:
     period: tuple[str, str] | None = None
     level: str = "must"
     rule_id: str | None = None
+    #: record lists only: the findings' current review state (:data:`REVIEW_FILTERS`; None = any)
+    review_state: str | None = None
 
     @property
     def scope(self) -> rd.Scope:
@@ -142,7 +144,37 @@ def _record_where(sel: Selection) -> tuple[str, list]:
     else:
         cond.append("v.rule_id IN (SELECT rule_id FROM rule_results WHERE run_id = ? AND level = ?)")
         out += [sel.run_id, sel.level]
+    if sel.review_state is not None:
+        cond.append(_REVIEW_CONDITIONS[sel.review_state])
+        out += [sel.review_state] if sel.review_state in ("acknowledged", "justified", "corrected") else []
+        out += [sel.run_id] if sel.review_state == "still_present" else []
     return " AND ".join(cond), out
+
+
+#: The record list's review-state filter: value → label (JA/EN).
+REVIEW_FILTERS = {
+    "open": "未対応 open",
+    "acknowledged": "確認中 acknowledged",
+    "justified": "正当な例外 justified",
+    "corrected": "訂正済み corrected",
+    "still_present": "訂正済みだが再検出 marked corrected, still present",
+}
+_MARKED = (
+    "EXISTS (SELECT 1 FROM review_marks m WHERE m.rule_id = v.rule_id AND m.entity = v.entity"
+    " AND m.entity_id = v.entity_id AND m.mark_id = (SELECT max(x.mark_id) FROM review_marks x"
+    " WHERE x.rule_id = v.rule_id AND x.entity = v.entity AND x.entity_id = v.entity_id) AND {})"
+)
+_REVIEW_CONDITIONS = {
+    "none": "FALSE",  # a file without review_marks: nothing is in a marked state
+    "open": "NOT " + _MARKED.format("m.state <> 'open'"),
+    "acknowledged": _MARKED.format("m.state = ?"),
+    "justified": _MARKED.format("m.state = ?"),
+    "corrected": _MARKED.format("m.state = ?"),
+    "still_present": _MARKED.format(
+        f"m.state = 'corrected' AND m.marked_at < (SELECT rd.data_at FROM ({marks.RUN_DATA_SQL}) rd"
+        " WHERE rd.run_id = ?)"
+    ),
+}
 
 
 #: The review counts the record list shows, in order: (column of summary.mark_counts, label JA/EN).
@@ -163,7 +195,7 @@ def review_counts(con: duckdb.DuckDBPyConnection, sel: Selection) -> dict[str, i
     Keys: :data:`toolkit.review.summary.COUNT_COLUMNS`. Marks never change the audit's counts: a
     justified finding is still violated. One aggregate over the selection's violations.
     """
-    where, params = _record_where(sel)
+    where, params = _record_where(sel.with_(review_state=None))
     df = review_summary.mark_counts(con, sel.run_id, where, params)
     return {c: int(df[c].sum()) for c in review_summary.COUNT_COLUMNS}
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from toolkit.dashboard import queries as q
 from toolkit.dashboard.marking import ReviewPanel, state_text
+from toolkit.review import marks
 from toolkit.store import files
 
 STATUS_LABELS = {"violated": "違反 violated", "not_evidenced": "記録なし not evidenced"}
@@ -109,7 +110,17 @@ class RecordList:
             description="CSVに保存 save CSV", layout=widgets.Layout(width="190px")
         )
         self.csv_status = widgets.HTML()
-        self.review = ReviewPanel(db_path, on_saved=lambda: self.go(self.page))
+        self.review = ReviewPanel(db_path, on_saved=self._after_save)
+        self.state_filter = widgets.Dropdown(
+            options=[("（すべて） all", "")] + [(label, v) for v, label in q.REVIEW_FILTERS.items()],
+            value="",
+            description="状態で絞る review state",
+            layout=widgets.Layout(width="460px"),
+            style={"description_width": "160px"},
+        )
+        self.state_filter.add_class("ocaudit-state-filter")
+        self.state_filter.observe(lambda _c: self._base is not None and self.show(self._base), names="value")
+        self._base: q.Selection | None = None
         #: the records chosen for marking (shown in the review panel)
         self.picker = self.review.picker
         self.prev_button.on_click(lambda _b: self.go(self.page - 1))
@@ -118,6 +129,7 @@ class RecordList:
         self.widget = widgets.VBox(
             [
                 self.header,
+                self.state_filter,
                 self.table,
                 widgets.HBox([self.prev_button, self.next_button, self.csv_button]),
                 self.csv_status,
@@ -137,15 +149,32 @@ class RecordList:
         """Number of pages of the current selection (at least 1)."""
         return max(1, -(-self.total // self.page_size))
 
-    def show(self, sel: q.Selection) -> None:
-        """Show the first page of ``sel``."""
-        self.selection = sel
-        if ("count", sel) not in self._seen:
-            with q.reading(self.db_path) as con:
-                self._remember(("count", sel), q.record_count(con, sel))
-        self.total = self._seen[("count", sel)]
+    def show(self, sel: q.Selection, page: int = 0) -> None:
+        """Show page ``page`` of ``sel``'s records (narrowed by the review-state filter, if one is set)."""
+        self._base = sel
+        with q.reading(self.db_path) as con:
+            has_marks = marks.has_marks_table(con)
+            wanted = self.state_filter.value or None
+            if not has_marks and wanted not in (None, "open"):
+                wanted = "none"  # nothing was ever marked: no record is in a marked state
+            sel = sel.with_(review_state=None if wanted == "open" and not has_marks else wanted)
+            self.selection = sel
+            if sel.review_state == "none":
+                self.total = 0
+            elif sel.review_state is not None:  # marks change: counted afresh
+                self.total = q.record_count(con, sel)
+            else:
+                if ("count", sel) not in self._seen:
+                    self._remember(("count", sel), q.record_count(con, sel))
+                self.total = self._seen[("count", sel)]
         self.csv_status.value = ""
-        self.go(0)
+        self.go(page)
+
+    def _after_save(self) -> None:
+        if self.selection is not None and self.selection.review_state is not None:
+            self.show(self._base, self.page)  # type: ignore[arg-type]
+        else:
+            self.go(self.page)
 
     def go(self, page: int) -> None:
         """Show page ``page`` (clamped to the pages there are)."""
@@ -153,10 +182,16 @@ class RecordList:
             return
         self.page = min(max(0, page), self.pages - 1)
         key = ("page", self.selection, self.page)
-        if key not in self._seen:
+        if self.selection.review_state == "none":
+            self.current = pd.DataFrame(columns=list(q.RECORD_COLUMNS))
+        elif self.selection.review_state is not None:
             with q.reading(self.db_path) as con:
-                self._remember(key, q.record_page(con, self.selection, self.page, self.page_size))
-        self.current = self._seen[key]
+                self.current = q.record_page(con, self.selection, self.page, self.page_size)
+        else:
+            if key not in self._seen:
+                with q.reading(self.db_path) as con:
+                    self._remember(key, q.record_page(con, self.selection, self.page, self.page_size))
+            self.current = self._seen[key]
         page = self.current
         keys = list(dict.fromkeys(zip(page["rule_id"], page["entity"], page["entity_id"], strict=True)))
         with q.reading(self.db_path) as con:  # fresh each time: marks change, the run's records do not
@@ -174,6 +209,8 @@ class RecordList:
             if self.selection.rule_id
             else "選択した水準のすべての規則 all rules of the level"
         )
+        if self.state_filter.value:
+            what += f"（状態 review state: {q.REVIEW_FILTERS[self.state_filter.value]}）"
         where = self.selection.scope.label()
         first = self.page * self.page_size + 1 if self.total else 0
         last = self.page * self.page_size + len(self.current)
