@@ -46,7 +46,7 @@ STYLE = """<style>
  vertical-align: bottom; max-width: 150px; text-align: right;}
 .ocaudit-dash table.ocaudit-review-counts td {font-size: 16px;}
 .ocaudit-dash table.ocaudit-review-counts .review-count-not_evidenced {border-right: 2px solid #b8c4ce;}
-.ocaudit-dash table.ocaudit-review-counts .review-count-corrected_still_present b {color: #c0392b;}
+.ocaudit-dash table.ocaudit-review-counts td.alarm b {color: #c0392b;}
 .ocaudit-dash td.review-state {min-width: 150px;}
 </style>"""
 
