@@ -20,6 +20,7 @@ from nbclient import NotebookClient
 from tests.reporting_fixtures import RUN1, RUN2, build_fixture_db
 from toolkit import cli
 from toolkit.dashboard import queries as q
+from toolkit.review import marks
 from toolkit.store import insert_sql
 
 pytest.importorskip("ipywidgets", reason="ipywidgets not installed: pip install 'ocaudit[notebooks]'")
@@ -225,3 +226,99 @@ def test_the_app_builds_under_the_no_network_guard(db: Path, tmp_path: Path) -> 
     assert r.returncode == 0, r.stderr[-3000:]
     assert not log.exists(), log.read_text(encoding="utf-8")[:3000]
     assert Path(r.stdout.strip().splitlines()[-1]).is_file()
+
+
+UNSAFE_NOTE = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+
+
+def _marks(db: Path) -> list[tuple[str, str, str, str, str, str]]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        if not marks.has_marks_table(con):
+            return []
+        return con.execute(
+            "SELECT rule_id, entity, entity_id, state, marked_by, note FROM review_marks ORDER BY mark_id"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def test_marking_two_records_in_the_app_appends_them_and_shows_state_counts_and_escaped_note(
+    app: Dashboard, db: Path
+) -> None:
+    app.select_rule("ec.witnessed_intake")
+    review = app.records.review
+    try:
+        assert len(review.picker.options) == app.records.total == 11  # the page's records, all open
+        review.select_all.click()
+        assert len(review.selected_keys) == 11
+        review.clear.click()
+        chosen = tuple(value for _label, value in review.picker.options[:2])
+        review.picker.value = chosen
+        review.state.value = "acknowledged"
+        review.who.value = "qa-01 <b>"
+        review.note.value = UNSAFE_NOTE
+        review.save_button.click()
+        assert "2 件を記録しました 2 records marked" in review.status.value
+        assert [m[:4] for m in _marks(db)] == [(*key, "acknowledged") for key in chosen]
+        with q.reading(db) as con:
+            current = marks.current_marks(con, RUN2, "ec.witnessed_intake")
+        by_key = {(r.rule_id, r.entity, r.entity_id): r.state for r in current.itertuples()}
+        assert [k for k, s in by_key.items() if s == "acknowledged"] == list(chosen)
+        # the list shows the new state, the name and note escaped; the counts moved
+        table = app.records.table.value
+        assert table.count('class="review-state state-acknowledged"') == 2
+        assert table.count('class="review-state state-open"') == 9
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in table
+        assert "qa-01 &lt;b&gt;" in table and "<script" not in table and "<img" not in table
+        counts = review.counts.value
+        assert "確認中 acknowledged</th>" in counts and "未対応 open</th>" in counts
+        assert "review-count-acknowledged'><b>2</b>" in counts and "review-count-open'><b>9</b>" in counts
+        assert (
+            "review-count-violated'><b>8</b>" in counts and "review-count-not_evidenced'><b>3</b>" in counts
+        )
+        assert [label.endswith("確認中 acknowledged") for label, _v in review.picker.options[:3]] == [
+            True,
+            True,
+            False,
+        ]
+        # the review-state filter narrows the list (counted afresh: marks change)
+        records = app.records
+        records.state_filter.value = "acknowledged"
+        assert records.total == 2 and list(records.current["entity_id"]) == [k[2] for k in chosen]
+        records.state_filter.value = "open"
+        assert records.total == 9 and not set(records.current["entity_id"]) & {k[2] for k in chosen}
+        records.state_filter.value = "still_present"
+        assert records.total == 0 and "指摘なし no findings" in records.table.value
+    finally:
+        app.records.state_filter.value = ""
+        app.select_rule(None)
+
+
+def test_a_refused_mark_lists_the_problems_and_writes_nothing(app: Dashboard, db: Path) -> None:
+    app.select_rule("ec.witnessed_intake")
+    review = app.records.review
+    try:
+        before = _marks(db)
+        review.save_button.click()  # nothing chosen
+        assert "choose at least one record" in review.status.value and _marks(db) == before
+        # one record already acknowledged (same state: refused), one open: all or nothing
+        options = review.picker.options
+        done = next(v for label, v in options if label.endswith("acknowledged"))
+        fresh = next(v for label, v in options if label.endswith("open"))
+        review.picker.value = (fresh, done)
+        review.state.value = "acknowledged"
+        review.who.value = "qa-02"
+        review.note.value = ""
+        assert review.save() == 0
+        assert "記録しませんでした nothing was written" in review.status.value
+        assert f"{done[2]} [ec.witnessed_intake]: すでに 確認中 acknowledged です" in review.status.value
+        assert fresh[2] not in review.status.value  # only the refused record is listed
+        review.picker.value = (fresh,)
+        review.state.value = "justified"  # needs a note
+        assert review.save() == 0 and "a justified mark needs a note" in review.status.value
+        review.state.value, review.who.value = "acknowledged", ""
+        assert review.save() == 0 and "who is missing" in review.status.value
+        assert _marks(db) == before
+    finally:
+        app.select_rule(None)

@@ -3,7 +3,8 @@
 The server is the real command (a subprocess in its own process group, killed at the end); the
 page is the real app. Checks: the verdict and the rule rows are shown, no code cell or input
 area is visible, choosing a rule in the control leaves exactly that rule's violation ids of the
-run store in the record list, and every resource the page loaded came from 127.0.0.1 (nothing
+run store in the record list, marking one record of it justified (name, note, save) writes exactly
+that mark to ``review_marks`` and shows it in the row, and every resource the page loaded came from 127.0.0.1 (nothing
 from a CDN). Screenshots before and after are kept under ``build/test-artifacts/dashboard/``.
 """
 
@@ -33,6 +34,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 ARTIFACTS = ROOT / "build" / "test-artifacts" / "dashboard"
 RULE = "ec.witnessed_intake"  # 11 findings in the fixture run: one page, so the whole list is compared
+NOTE = "救急搬送のため emergency transfer"
 
 
 def _free_port() -> int:
@@ -122,6 +124,16 @@ def _violation_ids(db: Path, rule_id: str) -> set[str]:
     return {r[0] for r in rows}
 
 
+def _marks(db: Path) -> list[tuple[str, str, str, str, str]]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(
+            "SELECT rule_id, entity_id, state, marked_by, note FROM review_marks ORDER BY mark_id"
+        ).fetchall()
+    finally:
+        con.close()
+
+
 def _save(png: bytes, tmp_path: Path, name: str) -> None:
     files.write_bytes(tmp_path / name, png)
     files.make_dirs(ARTIFACTS, fix_existing=True)
@@ -134,6 +146,7 @@ def test_dashboard_select_rule_shows_its_records_and_loads_nothing_remote(
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     opts = webdriver.ChromeOptions()
     opts.binary_location = CHROMIUM
@@ -192,6 +205,33 @@ def test_dashboard_select_rule_shows_its_records_and_loads_nothing_remote(
         assert f"{len(expected)} 件" in js("return document.querySelector('.record-summary').innerText")
         assert js("return document.querySelector('tr.rule-row.selected').dataset.rule") == RULE
         _save(browser.get_screenshot_as_png(), tmp_path, "after.png")
+
+        # mark one record of the list justified, with a name and a note; the DB and the row show it
+        picker = Select(browser.find_element(By.CSS_SELECTOR, ".ocaudit-mark-picker select"))
+        chosen = picker.options[0].text.split()[0]
+        picker.select_by_index(0)
+        Select(browser.find_element(By.CSS_SELECTOR, ".ocaudit-mark-state select")).select_by_visible_text(
+            "正当な例外 justified"
+        )
+        browser.find_element(By.CSS_SELECTOR, ".ocaudit-mark-who input").send_keys("qa-07")
+        browser.find_element(By.CSS_SELECTOR, ".ocaudit-mark-note textarea").send_keys(NOTE)
+        browser.find_element(By.CSS_SELECTOR, "button.ocaudit-mark-save").click()
+        _wait_until(
+            lambda: (
+                "1 件を記録しました" in js("return document.querySelector('.ocaudit-mark-status').innerText")
+            ),
+            20,
+            "the saved-mark message",
+        )
+        assert _marks(db) == [(RULE, chosen, "justified", "qa-07", NOTE)]
+        states = js(
+            "return Object.fromEntries(Array.from(document.querySelectorAll('table.ocaudit-records tbody tr'))"
+            ".map(r => [r.querySelector('td.entity-id').innerText, r.querySelector('td.review-state').innerText]))"
+        )
+        assert states[chosen].startswith("正当な例外 justified") and NOTE in states[chosen]
+        assert all(v.startswith("未対応 open") for k, v in states.items() if k != chosen)
+        browser.execute_script("document.querySelector('.ocaudit-review-panel').scrollIntoView()")
+        _save(browser.get_screenshot_as_png(), tmp_path, "marked.png")
 
         loaded = js("return [document.URL].concat(performance.getEntriesByType('resource').map(e => e.name))")
         remote = [

@@ -42,6 +42,12 @@ STYLE = """<style>
 .ocaudit-dash tr.status-failed td.status {color: #c0392b;}
 .ocaudit-dash td.status {white-space: nowrap;}
 .ocaudit-dash tr.status-not_evaluable td.status, .ocaudit-dash tr.status-error td.status {color: #b36b00;}
+.ocaudit-dash table.ocaudit-review-counts th {font-weight: 400; font-size: 12px; color: #5b6b7a;
+ vertical-align: bottom; max-width: 150px; text-align: right;}
+.ocaudit-dash table.ocaudit-review-counts td {font-size: 16px;}
+.ocaudit-dash table.ocaudit-review-counts .review-count-not_evidenced {border-right: 2px solid #b8c4ce;}
+.ocaudit-dash table.ocaudit-review-counts td.alarm b {color: #c0392b;}
+.ocaudit-dash td.review-state {min-width: 150px;}
 </style>"""
 
 

@@ -9,7 +9,7 @@ on an indexed order) and hold ids only; nothing loads all violations into Python
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
@@ -21,6 +21,8 @@ from toolkit.audit import verdict as verdict_mod
 from toolkit.errors import UserError
 from toolkit.report import data as rd
 from toolkit.report import html as report
+from toolkit.review import marks
+from toolkit.review import summary as review_summary
 
 #: The columns a record list shows: ids, status, institution, doctor, month — never other patient fields.
 RECORD_COLUMNS = ("rule_id", "entity", "entity_id", "status", "institution_id", "doctor_id", "month")
@@ -37,6 +39,8 @@ class Selection:
     period: tuple[str, str] | None = None
     level: str = "must"
     rule_id: str | None = None
+    #: record lists only: the findings' current review state (:data:`REVIEW_FILTERS`; None = any)
+    review_state: str | None = None
 
     @property
     def scope(self) -> rd.Scope:
@@ -140,7 +144,86 @@ def _record_where(sel: Selection) -> tuple[str, list]:
     else:
         cond.append("v.rule_id IN (SELECT rule_id FROM rule_results WHERE run_id = ? AND level = ?)")
         out += [sel.run_id, sel.level]
+    if sel.review_state is not None:
+        cond.append(_REVIEW_CONDITIONS[sel.review_state])
+        out += [sel.review_state] if sel.review_state in ("acknowledged", "justified", "corrected") else []
+        out += [sel.run_id] if sel.review_state == "still_present" else []
     return " AND ".join(cond), out
+
+
+#: The record list's review-state filter: value → label (JA/EN).
+REVIEW_FILTERS = {
+    "open": "未対応 open",
+    "acknowledged": "確認中 acknowledged",
+    "justified": "正当な例外 justified",
+    "corrected": "訂正済み corrected",
+    "still_present": "訂正済みだが再検出 marked corrected, still present",
+}
+_MARKED = (
+    "EXISTS (SELECT 1 FROM review_marks m WHERE m.rule_id = v.rule_id AND m.entity = v.entity"
+    " AND m.entity_id = v.entity_id AND m.mark_id = (SELECT max(x.mark_id) FROM review_marks x"
+    " WHERE x.rule_id = v.rule_id AND x.entity = v.entity AND x.entity_id = v.entity_id) AND {})"
+)
+_REVIEW_CONDITIONS = {
+    "none": "FALSE",  # a file without review_marks: nothing is in a marked state
+    "open": "NOT " + _MARKED.format("m.state <> 'open'"),
+    "acknowledged": _MARKED.format("m.state = ?"),
+    "justified": _MARKED.format("m.state = ?"),
+    "corrected": _MARKED.format("m.state = ?"),
+    "still_present": _MARKED.format(
+        f"m.state = 'corrected' AND m.marked_at < (SELECT rd.data_at FROM ({marks.RUN_DATA_SQL}) rd"
+        " WHERE rd.run_id = ?)"
+    ),
+}
+
+
+#: The review counts the record list shows, in order: (column of summary.mark_counts, label JA/EN).
+REVIEW_COUNT_LABELS = (
+    ("violated", "違反 violated"),
+    ("not_evidenced", "記録なし not evidenced"),
+    ("open", "未対応 open"),
+    ("acknowledged", "確認中 acknowledged"),
+    ("justified", "正当な例外 justified"),
+    ("corrected_pending", "訂正済み（次回の監査で確認） marked corrected, next run will tell"),
+    ("corrected_still_present", "訂正済みだが再検出 marked corrected, still present"),
+)
+
+
+def review_counts(con: duckdb.DuckDBPyConnection, sel: Selection) -> dict[str, int]:
+    """Distinct findings of the selection (its rule, or every rule of its level) by current review state.
+
+    Keys: :data:`toolkit.review.summary.COUNT_COLUMNS`. Marks never change the audit's counts: a
+    justified finding is still violated. One aggregate over the selection's violations.
+    """
+    where, params = _record_where(sel.with_(review_state=None))
+    df = review_summary.mark_counts(con, sel.run_id, where, params)
+    return {c: int(df[c].sum()) for c in review_summary.COUNT_COLUMNS}
+
+
+def page_marks(
+    con: duckdb.DuckDBPyConnection, run_id: str, keys: Sequence[marks.Key]
+) -> dict[marks.Key, dict[str, object]]:
+    """The latest mark of each of ``keys`` (one page: at most a few dozen) that has one.
+
+    Values: ``state``, ``marked_by``, ``note``, ``still_present`` (marked corrected before the
+    run's data was loaded, and flagged by it). Keys without a mark are ``open`` and left out.
+    """
+    if not keys or not marks.has_marks_table(con):
+        return {}
+    values = ", ".join("(?, ?, ?)" for _ in keys)
+    sql = (
+        f"WITH k(rule_id, entity, entity_id) AS (VALUES {values}), rd AS ({marks.RUN_DATA_SQL})"
+        " SELECT m.rule_id, m.entity, m.entity_id, m.state, m.marked_by, m.note,"
+        " coalesce(m.state = 'corrected' AND m.marked_at < (SELECT data_at FROM rd WHERE run_id = ?), false)"
+        " FROM review_marks m JOIN k ON k.rule_id = m.rule_id AND k.entity = m.entity"
+        " AND k.entity_id = m.entity_id"
+        " QUALIFY row_number() OVER (PARTITION BY m.rule_id, m.entity, m.entity_id ORDER BY m.mark_id DESC) = 1"
+    )
+    params = [str(v) for key in keys for v in key] + [run_id]
+    return {
+        (r, e, i): {"state": st, "marked_by": by, "note": note, "still_present": bool(sp)}
+        for r, e, i, st, by, note, sp in con.execute(sql, params).fetchall()
+    }
 
 
 def record_count(con: duckdb.DuckDBPyConnection, sel: Selection) -> int:
