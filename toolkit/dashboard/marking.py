@@ -172,8 +172,8 @@ class ReviewPanel:
         self.note.value = ""
         self.on_saved()
         self.status.value = (
-            f"<p class='mark-ok' style='color:#1e7b34'><b>{len(ids):,} 件を記録しました {len(ids):,} records"
-            f" marked</b> {html.escape(states.label(state))}</p>"
+            f"<p class='mark-ok' style='color:#1e7b34'><b>{len(ids):,} 件を記録しました {len(ids):,}"
+            f" record{'' if len(ids) == 1 else 's'} marked</b> {html.escape(states.label(state))}</p>"
         )
         return len(ids)
 
