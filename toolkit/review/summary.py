@@ -53,27 +53,39 @@ def mark_counts(
     params: Sequence[object] = (),
     source: str = "violations",
 ) -> pd.DataFrame:
-    """Per rule with findings in the run: :data:`COUNT_COLUMNS` (distinct findings by current state).
+    """Per rule with findings in the run: :data:`COUNT_COLUMNS` (findings by current state).
 
     ``where``: an extra SQL condition on the run's violations (alias ``v``), e.g. one institution;
     ``source``: a table with the violations layout (e.g. a per-doctor temp copy).
+
+    Bounded at any size: the findings are counted per rule (the audit writes one row per rule ×
+    record), and only the marked ones are joined with the latest marks (a hash join whose build side
+    is the marks, not the millions of findings); ``open`` is the rest.
     """
+    src = _source(source)
     sql = (
         f"WITH rd AS ({RUN_DATA_SQL}), latest AS ({_latest(con)}),"
-        " f AS (SELECT v.rule_id, v.entity, v.entity_id, min(v.status) AS status"
-        f" FROM {_source(source)} v WHERE v.run_id = ? AND ({where}) GROUP BY ALL)"
-        " SELECT f.rule_id, count(*) AS findings,"
-        " count(*) FILTER (WHERE f.status = 'violated') AS violated,"
-        " count(*) FILTER (WHERE f.status = 'not_evidenced') AS not_evidenced,"
-        " count(*) FILTER (WHERE l.state IS NULL OR l.state = 'open') AS open,"
+        " t AS (SELECT v.rule_id, count(*) AS findings,"
+        " count(*) FILTER (WHERE v.status = 'violated') AS violated,"
+        " count(*) FILTER (WHERE v.status = 'not_evidenced') AS not_evidenced"
+        f" FROM {src} v WHERE v.run_id = ? AND ({where}) GROUP BY v.rule_id),"
+        " m AS (SELECT v.rule_id,"
         " count(*) FILTER (WHERE l.state = 'acknowledged') AS acknowledged,"
         " count(*) FILTER (WHERE l.state = 'justified') AS justified,"
-        " count(*) FILTER (WHERE l.state = 'corrected' AND l.marked_at >= rd.data_at) AS corrected_pending,"
-        " count(*) FILTER (WHERE l.state = 'corrected' AND l.marked_at < rd.data_at) AS corrected_still_present"
-        " FROM f LEFT JOIN latest l ON l.rule_id = f.rule_id AND l.entity = f.entity AND l.entity_id = f.entity_id"
-        " LEFT JOIN rd ON rd.run_id = ? GROUP BY f.rule_id ORDER BY f.rule_id"
+        " count(*) FILTER (WHERE l.state = 'corrected' AND l.marked_at >= r.data_at) AS corrected_pending,"
+        " count(*) FILTER (WHERE l.state = 'corrected' AND l.marked_at < r.data_at) AS corrected_still_present"
+        f" FROM {src} v JOIN latest l ON l.rule_id = v.rule_id AND l.entity = v.entity AND l.entity_id = v.entity_id"
+        " LEFT JOIN rd r ON r.run_id = v.run_id"
+        f" WHERE v.run_id = ? AND ({where}) AND l.state <> 'open' GROUP BY v.rule_id)"
+        " SELECT t.rule_id, t.findings, t.violated, t.not_evidenced,"
+        " t.findings - coalesce(m.acknowledged, 0) - coalesce(m.justified, 0)"
+        " - coalesce(m.corrected_pending, 0) - coalesce(m.corrected_still_present, 0) AS open,"
+        " coalesce(m.acknowledged, 0) AS acknowledged, coalesce(m.justified, 0) AS justified,"
+        " coalesce(m.corrected_pending, 0) AS corrected_pending,"
+        " coalesce(m.corrected_still_present, 0) AS corrected_still_present"
+        " FROM t LEFT JOIN m ON m.rule_id = t.rule_id ORDER BY t.rule_id"
     )
-    df = con.execute(sql, [run_id, *params, run_id]).df()
+    df = con.execute(sql, [run_id, *params, run_id, *params]).df()
     for c in COUNT_COLUMNS:
         df[c] = df[c].astype("int64")
     return df
