@@ -281,14 +281,16 @@ def comparison(con: duckdb.DuckDBPyConnection, sel: Selection) -> Comparison:
             "比較できる前回の完全な監査がありません（この監査がデータベースで最初の完全な監査です）。"
             " No earlier complete run to compare with: this is the first complete audit in the database.",
         )
-    changes = rd.violation_changes(con, sel.run_id, prev, sel.scope)
     if sel.rule_id is not None:
-        changes = changes[changes["rule_id"] == sel.rule_id]
+        rule_ids = [sel.rule_id]
     else:
-        level_rules = con.execute(
-            "SELECT rule_id FROM rule_results WHERE run_id = ? AND level = ?", [sel.run_id, sel.level]
-        ).fetchall()
-        changes = changes[changes["rule_id"].isin([r[0] for r in level_rules])]
+        rule_ids = [
+            r[0]
+            for r in con.execute(
+                "SELECT rule_id FROM rule_results WHERE run_id = ? AND level = ?", [sel.run_id, sel.level]
+            ).fetchall()
+        ]
+    changes = rd.violation_changes(con, sel.run_id, prev, sel.scope, rule_ids)
     reason = None
     if changes.empty:
         reason = (

@@ -430,14 +430,21 @@ def violations_frame(
 
 
 def violation_changes(
-    con: duckdb.DuckDBPyConnection, run_id: str, prev_run_id: str, scope: Scope = Scope()
+    con: duckdb.DuckDBPyConnection,
+    run_id: str,
+    prev_run_id: str,
+    scope: Scope = Scope(),
+    rule_ids: list[str] | None = None,
 ) -> pd.DataFrame:
     """Per rule: violations new, resolved and persisting since ``prev_run_id`` (by rule_id + entity_id).
 
     Only rules checked in both runs are compared: a rule that became not evaluable (or was not
-    in a run) would otherwise show all its earlier violations as "resolved".
+    in a run) would otherwise show all its earlier violations as "resolved". ``rule_ids``: only
+    these rules (filtered in SQL, so one rule's comparison reads only its violations).
     """
     where_c, pc = strata_where(scope, "v")
+    if rule_ids is not None:
+        where_c, pc = f"{where_c} AND list_contains(?::VARCHAR[], v.rule_id)", [*pc, list(rule_ids)]
     both = (
         " AND rule_id IN (SELECT a.rule_id FROM rule_results a JOIN rule_results b ON a.rule_id = b.rule_id"
         " WHERE a.run_id = ? AND b.run_id = ? AND a.status IN ('passed', 'failed', 'not_applicable')"
