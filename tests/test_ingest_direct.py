@@ -221,3 +221,21 @@ def test_csv_and_jsonl_first_loads_are_direct_and_match_staged(
     )
     res = _compare(tmp_path / "b", [messy], monkeypatch)
     assert res[0][3]["sessions"]["read"] >= 3 and res[0][3]["doctors"]["inserted"] == 1
+
+
+def test_jsonl_keys_are_in_first_appearance_order_every_time(tmp_path: Path) -> None:
+    """The keys of a JSON Lines file (and so the quarantine's raw_row) come in the order they first
+    appear; DuckDB's parallel GROUP BY alone gave keys of one line in varying order."""
+    import duckdb
+
+    from toolkit.ingest.readers import stage_jsonl
+
+    path = tmp_path / "a.jsonl"
+    path.write_text(
+        '{"session_id": "S1", "at": "x", "event": "join", "actor": "doctor", "mfa": true}\n'
+        '{"b": 1, "session_id": "S2", "zz": 2}\n',
+        encoding="utf-8",
+    )
+    con = duckdb.connect()
+    orders = {tuple(stage_jsonl(con, path, "t")) for _ in range(100)}
+    assert orders == {("session_id", "at", "event", "actor", "mfa", "b", "zz")}

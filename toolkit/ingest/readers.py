@@ -120,9 +120,11 @@ def stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> list[
         f"(SELECT string_split(content, chr(10)) AS l FROM read_text({lit(str(path))}))))"
         " WHERE trim(_txt) <> ''"
     )
+    # keys in the order they first appear: by line, then by place in that line (ties broken by the key,
+    # so the order never depends on how DuckDB's parallel aggregate happens to meet them)
     rows = con.execute(
-        f"SELECT k FROM (SELECT unnest(json_keys(_txt)) AS k, _line FROM {table} WHERE _ok) "
-        "GROUP BY k ORDER BY min(_line)"
+        "SELECT k FROM (SELECT _line, unnest(json_keys(_txt)) AS k, generate_subscripts(json_keys(_txt), 1) AS pos"
+        f" FROM {table} WHERE _ok) GROUP BY k ORDER BY min(_line), arg_min(pos, _line), k"
     ).fetchall()
     return [r[0] for r in rows]
 
