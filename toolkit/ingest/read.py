@@ -93,7 +93,7 @@ class ReadPhase:
         big = lit(rd.OVERSIZE_REASON)
         for col, huge, n, first in self.con.execute(
             f"SELECT _errcol, starts_with(_reason, {big}) AS huge, count(*), min(_line) FROM {inc} "
-            f"WHERE _file_idx = {idx} AND _reason IS NOT NULL GROUP BY _errcol, huge ORDER BY min(_line)"
+            f"WHERE _file_idx = {idx} AND _reason IS NOT NULL GROUP BY _errcol, huge ORDER BY min(_line), _errcol NULLS FIRST, huge"
         ).fetchall():
             if huge:
                 what = (
