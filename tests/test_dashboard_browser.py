@@ -24,6 +24,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.fixtures.chrome import headless_chrome
 from tests.fixtures.secutil import ROOT, env
 from tests.reporting_fixtures import RUN2, build_fixture_db
 from toolkit.store import files
@@ -143,27 +144,10 @@ def _save(png: bytes, tmp_path: Path, name: str) -> None:
 def test_dashboard_select_rule_shows_its_records_and_loads_nothing_remote(
     server: str, db: Path, tmp_path: Path
 ) -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chrome-profile'}",
-        "--window-size=1280,2400",
-    ):
-        opts.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(DRIVER), options=opts)
+    browser = headless_chrome(CHROMIUM, DRIVER, tmp_path / "chrome-profile", "1280,2400")
     try:
         browser.get(server)
         js = browser.execute_script

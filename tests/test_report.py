@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.fixtures.chrome import headless_chrome
 from tests.reporting_fixtures import (
     RUN1,
     RUN2,
@@ -328,28 +329,11 @@ def test_report_renders_in_headless_chromium(html: str, tmp_path: Path) -> None:
     )
     if not (Path(chromium).exists() and Path(driver).exists()):
         pytest.skip("chromium/chromedriver not installed (run `make browser` to install Debian's packages)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
 
     page = tmp_path / "report.html"
     page.write_text(html, encoding="utf-8")
     assert not re.search(r"""\s(src|href)\s*=\s*["']?\s*https?:""", html, flags=re.I)
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = chromium
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'chrome-profile'}",
-        "--window-size=1280,1000",
-    ):
-        opts.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(driver), options=opts)
+    browser = headless_chrome(chromium, driver, tmp_path / "chrome-profile", "1280,1000")
     try:
         browser.get(page.as_uri())
         assert "Online care audit report" in browser.title

@@ -16,6 +16,15 @@ from toolkit.report.charts import COLORS, LEVEL_LABELS
 RULE_SELECTION = "rule"
 PROVIDER_SELECTION = "provider"
 PCT = ".1%"
+#: The figures every rate tooltip shows: rate, its 95 % interval and the counts behind it.
+RATE_TOOLTIPS = [
+    alt.Tooltip("rate:Q", format=PCT, title="遵守率 compliance"),
+    alt.Tooltip("rate_lo:Q", format=PCT, title="95%信頼区間 下限 CI low"),
+    alt.Tooltip("rate_hi:Q", format=PCT, title="95%信頼区間 上限 CI high"),
+    alt.Tooltip("denominator:Q", format=",", title="対象 in scope"),
+    alt.Tooltip("violated:Q", format=",", title="違反 violated"),
+    alt.Tooltip("not_evidenced:Q", format=",", title="記録なし not evidenced"),
+]
 
 
 def _title(ja: str, en: str, subtitle: str | None = None) -> alt.TitleParams:
@@ -54,12 +63,7 @@ def rules_chart(rules: pd.DataFrame, level: str, selected: str | None = None) ->
         alt.Tooltip("rule_id:N", title="規則 rule"),
         alt.Tooltip("title_ja:N", title="規則名"),
         alt.Tooltip("title_en:N", title="title"),
-        alt.Tooltip("rate:Q", format=PCT, title="遵守率 compliance"),
-        alt.Tooltip("rate_lo:Q", format=PCT, title="95%信頼区間 下限 CI low"),
-        alt.Tooltip("rate_hi:Q", format=PCT, title="95%信頼区間 上限 CI high"),
-        alt.Tooltip("denominator:Q", format=",", title="対象 in scope"),
-        alt.Tooltip("violated:Q", format=",", title="違反 violated"),
-        alt.Tooltip("not_evidenced:Q", format=",", title="記録なし not evidenced"),
+        *RATE_TOOLTIPS,
     ]
     base = alt.Chart(df).encode(y=y, tooltip=tooltip)
     band = base.mark_bar(height=14, color="#dfe7ee").encode(
@@ -192,12 +196,7 @@ def trend_chart(trend: pd.DataFrame, label: str) -> alt.TopLevelMixin:
         y=alt.Y("rate:Q", scale=ys),
         tooltip=[
             alt.Tooltip("month:O", title="月 month"),
-            alt.Tooltip("rate:Q", format=PCT, title="遵守率 compliance"),
-            alt.Tooltip("rate_lo:Q", format=PCT, title="95%信頼区間 下限 CI low"),
-            alt.Tooltip("rate_hi:Q", format=PCT, title="95%信頼区間 上限 CI high"),
-            alt.Tooltip("denominator:Q", format=",", title="対象 in scope"),
-            alt.Tooltip("violated:Q", format=",", title="違反 violated"),
-            alt.Tooltip("not_evidenced:Q", format=",", title="記録なし not evidenced"),
+            *RATE_TOOLTIPS,
         ],
     )
     chart = (band + line).properties(

@@ -243,15 +243,7 @@ def period_institutions(db_path: str | os.PathLike[str], period: str) -> list[st
     con = store.connect(db_path, read_only=True)
     try:
         _need_tables(con)
-        marks = ", ".join("?" for _ in months)
-        return [
-            str(r[0])
-            for r in con.execute(
-                f"SELECT DISTINCT institution_id FROM sessions WHERE institution_id IS NOT NULL AND "
-                f"strftime(timezone('Asia/Tokyo', started_at), '%Y-%m') IN ({marks}) ORDER BY 1",
-                months,
-            ).fetchall()
-        ]
+        return _institutions_with_sessions(con, months)
     finally:
         con.close()
 
