@@ -14,7 +14,8 @@ What it measures (nothing asserts a time):
   part below the chart re-read and redrawn;
 - with ``--browser``: ``ocaudit dashboard`` served by Voilà, loaded in headless Chromium: page
   open → rule rows shown (kernel start, imports, render, widget transfer), and choosing the rule in
-  the control → record list of that rule shown.
+  the control → record list of that rule shown, and → every chart redrawn (the trend chart, sent
+  last, shows the rule in its drawn subtitle).
 
 Peak RSS is this process's high-water mark (VmHWM) after the in-process part; the one-minute
 load average is printed with the figures (other work on the machine changes them).
@@ -136,7 +137,7 @@ def in_browser(db: str, repeat: int, rule: str) -> None:
 
     try:
         wait(up, 120)
-        loads, clicks = [], []
+        loads, clicks, redrawn = [], [], []
         for _ in range(repeat):
             t = time.perf_counter()
             browser.get(url)
@@ -158,8 +159,18 @@ def in_browser(db: str, repeat: int, rule: str) -> None:
                 )
             )
             clicks.append(time.perf_counter() - t)
+            # the trend chart is sent last: its drawn subtitle names the rule once every part is redrawn
+            wait(
+                lambda: browser.execute_script(
+                    "return [...document.querySelectorAll('.ocaudit-trend-chart svg text')]"
+                    ".some(t => t.textContent.includes(arguments[0]))",
+                    rule,
+                )
+            )
+            redrawn.append(time.perf_counter() - t)
         print(f"browser: page open -> rule rows shown: {_median(loads)}")
         print(f"browser: choose rule -> its record list shown: {_median(clicks)}")
+        print(f"browser: choose rule -> every chart redrawn: {_median(redrawn)}")
     finally:
         browser.quit()
         os.killpg(server.pid, signal.SIGTERM)

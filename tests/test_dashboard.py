@@ -19,6 +19,7 @@ from nbclient import NotebookClient
 
 from tests.reporting_fixtures import RUN1, RUN2, build_fixture_db
 from toolkit import cli
+from toolkit.dashboard import charts
 from toolkit.dashboard import queries as q
 from toolkit.review import marks
 from toolkit.store import insert_sql
@@ -320,5 +321,41 @@ def test_a_refused_mark_lists_the_problems_and_writes_nothing(app: Dashboard, db
         review.state.value, review.who.value = "acknowledged", ""
         assert review.save() == 0 and "who is missing" in review.status.value
         assert _marks(db) == before
+    finally:
+        app.select_rule(None)
+
+
+def test_choosing_a_rule_moves_the_highlight_without_redrawing_the_rules_chart(app: Dashboard) -> None:
+    drawn = app.rules_chart.spec
+    app.select_rule("consent.recorded")
+    try:
+        assert app.rules_chart.spec is drawn  # not sent again: only the parameter changed
+        assert getattr(app.rules_chart.params, charts.SELECTED_RULE) == "consent.recorded"
+        assert app.rules_chart._params[charts.SELECTED_RULE] == "consent.recorded"  # synced to the page
+        assert "consent.recorded" in app.trend_chart.spec["title"]["subtitle"]
+    finally:
+        app.select_rule(None)
+    assert app.rules_chart.spec is drawn and getattr(app.rules_chart.params, charts.SELECTED_RULE) == ""
+    app.level.value = "should"
+    try:
+        assert app.rules_chart.spec is not drawn  # another level: other rules, drawn afresh
+    finally:
+        app.level.value = "must"
+
+
+def test_a_chart_click_is_never_swallowed_after_the_control_chose_another_rule(app: Dashboard) -> None:
+    # what the page sends when a dot is clicked
+    clicked = {"rule": {"value": {"vlPoint": {"or": [{"rule_id": "consent.recorded"}]}}, "store": []}}
+    app.rules_chart._vl_selections = clicked
+    try:
+        assert app.sel.rule_id == "consent.recorded"
+        drawn = app.rules_chart.spec
+        app.select_rule("exam.one_patient_at_a_time")  # the control, not the chart
+        # the chart would still hold the click on consent.recorded, and clicking it again would be no
+        # change: so it is drawn afresh with no click held
+        assert app.rules_chart.spec is not drawn
+        assert app.rules_chart._vl_selections["rule"]["value"] is None
+        app.rules_chart._vl_selections = clicked
+        assert app.sel.rule_id == "consent.recorded"
     finally:
         app.select_rule(None)

@@ -71,7 +71,10 @@ def _selected_point(change_new: dict, name: str, field: str) -> str | None:
 
 def _chart_widget() -> alt.JupyterChart:
     alt.JupyterChart.enable_offline()  # vega-embed bundled locally by vl-convert: no CDN at run time
-    return alt.JupyterChart(alt.Chart(pd.DataFrame()).mark_point(), embed_options={"actions": False})
+    # SVG: the drawn text (titles, labels) is in the page, for screen readers and the browser tests
+    return alt.JupyterChart(
+        alt.Chart(pd.DataFrame()).mark_point(), embed_options={"actions": False, "renderer": "svg"}
+    )
 
 
 class Dashboard:
@@ -83,6 +86,8 @@ class Dashboard:
         self.sel = q.Selection(run_id)
         self._quiet = False
         self._results: dict = {}
+        #: the selection (rule aside) the drawn rules chart shows; None = not drawn yet
+        self._rules_chart_of: q.Selection | None = None
         with q.reading(self.db_path) as con:
             run_options = q.runs(con)
             months = q.months(con, self.sel)
@@ -260,37 +265,52 @@ class Dashboard:
     # -- drawing ----------------------------------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Re-read the selection's figures and redraw every part (a few bounded queries)."""
+        """Re-read the selection's figures and redraw what they change (a few bounded queries).
+
+        One read-only connection serves the whole interaction. Choosing a rule leaves the rules chart
+        drawn as it is and only moves its highlight (:data:`charts.SELECTED_RULE`); the record list is
+        filled before the funnel and trend charts are sent, so it is the first thing to change.
+        """
         self.sel = self._read_selection()
+        whole_level = self.sel.with_(rule_id=None)  # what the verdict and the rules chart depend on
         with q.reading(self.db_path) as con:
-            ov = self._cached(q.overview, con)
+            ov = self._cached(q.overview, con, whole_level)
             by, providers = self._cached(q.providers, con)
             trend = self._cached(q.trend, con)
             comp = self._cached(q.comparison, con)
-        self._provider_by = by
-        self.header.value = self._header_html(ov)
-        self.verdict.value = self._verdict_html(ov)
-        self.rules_table.value = self._rules_html(ov.rules)
-        self.rule_detail.value = self._detail_html(ov.rules)
+            self._provider_by = by
+            self.header.value = self._header_html(ov)
+            self.verdict.value = self._verdict_html(ov)
+            self.rule_detail.value = self._detail_html(ov.rules)
+            self.records.show(self.sel, con=con)
         self.comparison.value = self._comparison_html(comp)
+        self.rules_table.value = self._rules_html(ov.rules)
         self._quiet = True
         try:
-            self.rules_chart.chart = charts.rules_chart(ov.rules, self.sel.level, self.sel.rule_id)
+            # a click the chart still holds for another rule would swallow the next click on that
+            # rule (the same selection again is no change), so such a chart is drawn afresh
+            clicked = _selected_point(self.rules_chart._vl_selections, charts.RULE_SELECTION, "rule_id")
+            if self._rules_chart_of != whole_level or clicked not in (None, self.sel.rule_id):
+                self.rules_chart.chart = charts.rules_chart(ov.rules, self.sel.level, self.sel.rule_id)
+                self._rules_chart_of = whole_level
+            else:
+                setattr(self.rules_chart.params, charts.SELECTED_RULE, self.sel.rule_id or "")
             selected_provider = self.sel.institution if by == "institution_id" else self.sel.doctor
             self.provider_chart.chart = charts.provider_chart(providers, by, selected_provider)
             label = self.sel.rule_id or f"{LEVEL_LABELS[self.sel.level]}（全規則 all rules pooled）"
             self.trend_chart.chart = charts.trend_chart(trend, label)
         finally:
             self._quiet = False
-        self.records.show(self.sel)
 
-    def _cached(self, query, con):  # type: ignore[no-untyped-def]
-        """``query(con, self.sel)``, remembered: a stored run never changes (the run store is append-only)."""
-        key = (query.__name__, self.sel)
+    def _cached(self, query, con, sel: q.Selection | None = None):  # type: ignore[no-untyped-def]
+        """``query(con, sel)`` (default the current selection), remembered: a stored run never changes
+        (the run store is append-only)."""
+        sel = self.sel if sel is None else sel
+        key = (query.__name__, sel)
         if key not in self._results:
             if len(self._results) >= 256:
                 self._results.clear()
-            self._results[key] = query(con, self.sel)
+            self._results[key] = query(con, sel)
         return self._results[key]
 
     def _header_html(self, ov: q.Overview) -> str:

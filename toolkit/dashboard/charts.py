@@ -14,6 +14,9 @@ from toolkit.chart_theme import apply_theme
 from toolkit.report.charts import COLORS, LEVEL_LABELS
 
 RULE_SELECTION = "rule"
+#: The variable parameter holding the selected rule: the app sets it in place (``JupyterChart.params``),
+#: so choosing a rule restyles the drawn chart instead of sending and embedding a new one.
+SELECTED_RULE = "selected_rule"
 PROVIDER_SELECTION = "provider"
 PCT = ".1%"
 #: The figures every rate tooltip shows: rate, its 95 % interval and the counts behind it.
@@ -49,13 +52,10 @@ def rules_chart(rules: pd.DataFrame, level: str, selected: str | None = None) ->
             "rate_hi",
         ]
     ]
-    sel = alt.selection_point(
-        name=RULE_SELECTION,
-        fields=["rule_id"],
-        on="click",
-        clear="dblclick",
-        value=[{"rule_id": selected}] if selected else alt.Undefined,
-    )
+    # the click selection only reports clicks; what is drawn as selected follows SELECTED_RULE, which
+    # the app sets whether the rule was clicked or chosen in the control
+    sel = alt.selection_point(name=RULE_SELECTION, fields=["rule_id"], on="click", clear="dblclick")
+    chosen = alt.param(name=SELECTED_RULE, value=selected or "")  # always text: "" = none chosen
     lo = float(df["rate_lo"].min()) if len(df) else 0.0
     xs = alt.Scale(domain=[max(0.0, int(lo * 20) / 20), 1.0], zero=False)
     y = alt.Y("label:N", sort=list(df["label"]), title=None, axis=alt.Axis(labelLimit=380))
@@ -76,18 +76,26 @@ def rules_chart(rules: pd.DataFrame, level: str, selected: str | None = None) ->
         base.mark_point(filled=True, size=110)
         .encode(
             x=alt.X("rate:Q", scale=xs),
-            color=alt.condition(sel, alt.value(COLORS["compliant"]), alt.value("#b8c4cc")),
+            color=alt.condition(
+                f"{SELECTED_RULE} == '' || datum.rule_id == {SELECTED_RULE}",
+                alt.value(COLORS["compliant"]),
+                alt.value("#b8c4cc"),
+            ),
         )
         .add_params(sel)
     )
-    chart = (band + points).properties(
-        width=360,
-        height=alt.Step(24),
-        title=_title(
-            f"規則別の遵守率（{LEVEL_LABELS[level].split(' ')[1]}）",
-            f"Compliance by rule ({LEVEL_LABELS[level].split(' ')[0]})",
-            "点をクリックで規則を選択（ダブルクリックで解除） click a dot to select a rule (double-click clears)",
-        ),
+    chart = (
+        (band + points)
+        .add_params(chosen)
+        .properties(
+            width=360,
+            height=alt.Step(24),
+            title=_title(
+                f"規則別の遵守率（{LEVEL_LABELS[level].split(' ')[1]}）",
+                f"Compliance by rule ({LEVEL_LABELS[level].split(' ')[0]})",
+                "点をクリックで規則を選択（ダブルクリックで解除） click a dot to select a rule (double-click clears)",
+            ),
+        )
     )
     return apply_theme(chart)
 

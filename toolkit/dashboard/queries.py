@@ -62,6 +62,18 @@ def reading(db_path: str | os.PathLike[str]) -> Iterator[duckdb.DuckDBPyConnecti
         con.close()
 
 
+@contextmanager
+def reading_or(
+    db_path: str | os.PathLike[str], con: duckdb.DuckDBPyConnection | None
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``con`` when the caller already holds one for this interaction, else a fresh :func:`reading`."""
+    if con is not None:
+        yield con
+        return
+    with reading(db_path) as fresh:
+        yield fresh
+
+
 def check_database(db_path: str | os.PathLike[str]) -> str:
     """The latest complete run id of ``db_path``; UserError when the file is missing or has no complete run."""
     with reading(db_path) as con:

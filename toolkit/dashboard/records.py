@@ -11,6 +11,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+import duckdb
 import ipywidgets as widgets
 import pandas as pd
 
@@ -149,10 +150,13 @@ class RecordList:
         """Number of pages of the current selection (at least 1)."""
         return max(1, -(-self.total // self.page_size))
 
-    def show(self, sel: q.Selection, page: int = 0) -> None:
-        """Show page ``page`` of ``sel``'s records (narrowed by the review-state filter, if one is set)."""
+    def show(self, sel: q.Selection, page: int = 0, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Show page ``page`` of ``sel``'s records (narrowed by the review-state filter, if one is set).
+
+        ``con``: the read-only connection of the interaction, when the caller holds one.
+        """
         self._base = sel
-        with q.reading(self.db_path) as con:
+        with q.reading_or(self.db_path, con) as con:
             has_marks = marks.has_marks_table(con)
             wanted = self.state_filter.value or None
             if not has_marks and wanted not in (None, "open"):
@@ -167,8 +171,8 @@ class RecordList:
                 if ("count", sel) not in self._seen:
                     self._remember(("count", sel), q.record_count(con, sel))
                 self.total = self._seen[("count", sel)]
-        self.csv_status.value = ""
-        self.go(page)
+            self.csv_status.value = ""
+            self.go(page, con)
 
     def _after_save(self) -> None:
         if self.selection is not None and self.selection.review_state is not None:
@@ -176,27 +180,29 @@ class RecordList:
         else:
             self.go(self.page)
 
-    def go(self, page: int) -> None:
-        """Show page ``page`` (clamped to the pages there are)."""
+    def go(self, page: int, con: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Show page ``page`` (clamped to the pages there are); ``con`` as in :meth:`show`."""
         if self.selection is None:
             return
+        with q.reading_or(self.db_path, con) as con:
+            self._go(page, con)
+
+    def _go(self, page: int, con: duckdb.DuckDBPyConnection) -> None:
         self.page = min(max(0, page), self.pages - 1)
         key = ("page", self.selection, self.page)
         if self.selection.review_state == "none":
             self.current = pd.DataFrame(columns=list(q.RECORD_COLUMNS))
         elif self.selection.review_state is not None:
-            with q.reading(self.db_path) as con:
-                self.current = q.record_page(con, self.selection, self.page, self.page_size)
+            self.current = q.record_page(con, self.selection, self.page, self.page_size)
         else:
             if key not in self._seen:
-                with q.reading(self.db_path) as con:
-                    self._remember(key, q.record_page(con, self.selection, self.page, self.page_size))
+                self._remember(key, q.record_page(con, self.selection, self.page, self.page_size))
             self.current = self._seen[key]
         page = self.current
         keys = list(dict.fromkeys(zip(page["rule_id"], page["entity"], page["entity_id"], strict=True)))
-        with q.reading(self.db_path) as con:  # fresh each time: marks change, the run's records do not
-            page_marks = q.page_marks(con, self.selection.run_id, keys)
-            counts = q.review_counts(con, self.selection)
+        # read afresh each time: marks change, the run's records do not
+        page_marks = q.page_marks(con, self.selection.run_id, keys)
+        counts = q.review_counts(con, self.selection)
         self.table.value = (
             records_html(self.current, page_marks) if len(self.current) else "<p>指摘なし no findings.</p>"
         )
