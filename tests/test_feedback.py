@@ -160,3 +160,22 @@ def test_index_lists_records_to_review_rates_and_pseudo_doctors(db: Path, tmp_pa
     assert element_attrs(index, "fb-pseudo")["data-n"] == "1" and "doctors table lacks" in index
     assert list(rows) == sorted(rows)  # doctor-id order, never a ranking
     assert 'class="sortable"' in index or "sortable" in element_attrs(index, "fb-index")["class"]
+
+
+def test_every_sheet_of_the_folder_equals_the_sheet_of_that_doctor_alone(db: Path, tmp_path: Path) -> None:
+    """The folder run reads every doctor's sums and review counts in a few queries and slices them;
+    the one-doctor run queries that doctor only: the sheets must be the same (the time stamp aside)."""
+    import re
+
+    folder = tmp_path / "all"
+    assert main(["feedback", "--db", str(db), "--out", str(folder)]) == 0
+    stamp = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC")
+    doctors = [
+        r["data-doctor"] for r in html_rows((folder / "index.html").read_text("utf-8"), "fb-index-row")
+    ]
+    assert doctors == sorted(doctors)  # listed by doctor, though written institution by institution
+    for doctor in doctors:
+        alone = tmp_path / "alone.html"
+        assert main(["feedback", "--db", str(db), "--doctor", doctor, "--out", str(alone)]) == 0
+        batch = (folder / feedback.sheet_filename(doctor)).read_text("utf-8")
+        assert stamp.sub("", batch) == stamp.sub("", alone.read_text("utf-8")), doctor

@@ -186,6 +186,12 @@ def test_marked_corrected_still_present_across_runs(db: Path, monkeypatch: pytes
         assert ctx["justified"] == {"ec.follow_up": 1}
         d2 = rd.review_summary(con, F.R2, doctor="D2")  # S1 belongs to D1
         assert d2["totals"]["corrected_still_present"] == 0 and d2["totals"]["findings"] == 3
+        # a feedback run reads every doctor's counts at once: each doctor's slice is the same summary
+        every = rd.DoctorReviews(con, F.R2)
+        for doctor in ("D1", "D2", "no such doctor"):
+            assert rd.review_summary(con, F.R2, doctor=doctor, doctors=every) == rd.review_summary(
+                con, F.R2, doctor=doctor
+            ), doctor
         # a second fix is allowed only because R2 still flags S1; S2 cannot be "corrected" again
         assert states.transition_problem("corrected", "corrected", "", still_present=True) is None
     finally:

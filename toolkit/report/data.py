@@ -512,6 +512,49 @@ def attestation_frame(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFra
     ).df()
 
 
+class FrameSlices:
+    """The rows of a frame by the value of one column, each found without scanning the frame."""
+
+    def __init__(self, frame: pd.DataFrame, column: str, *, keep_column: bool = False) -> None:
+        self.frame = frame.reset_index(drop=True)
+        self.columns = [c for c in frame.columns if keep_column or c != column]
+        self._at = self.frame.groupby(column, sort=False, dropna=False).indices
+        #: the key pandas gave the rows whose column is missing (NaN, None or NA)
+        self._missing = next((k for k in self._at if not isinstance(k, str) and pd.isna(k)), None)
+
+    def of(self, value: object) -> pd.DataFrame:
+        """The rows whose column equals ``value`` (None: is missing), in the frame's order; the column
+        itself is dropped unless ``keep_column``."""
+        at = self._at.get(self._missing if value is None or pd.isna(value) else value)
+        if at is None:
+            return self.frame.iloc[0:0][self.columns].reset_index(drop=True)
+        return self.frame.iloc[at][self.columns].reset_index(drop=True)
+
+
+class DoctorReviews:
+    """Review-mark counts of every doctor of a run, read in a few queries: a feedback run's sheets
+    take their slice instead of querying per doctor (tens of thousands at 10M sessions)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, run_id: str, source: str = "violations") -> None:
+        self.run_id = run_id
+        self.counts = FrameSlices(
+            review_summary_mod.mark_counts(con, run_id, source=source, by="doctor_id"), "doctor_id"
+        )
+        self.present = FrameSlices(
+            review_summary_mod.still_present(con, run_id, source=source, by="doctor_id"),
+            "doctor_id",
+            keep_column=True,  # a still-present finding is listed with its doctor
+        )
+        self.meta = _review_meta(con, run_id)
+        self.any_marks = review_summary_mod.any_marks(con)
+
+
+def _review_meta(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
+    return con.execute(
+        "SELECT rule_id, level, section, title_ja, title_en FROM rule_results WHERE run_id = ?", [run_id]
+    ).df()
+
+
 def review_summary(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
@@ -520,6 +563,7 @@ def review_summary(
     doctor: str | None = None,
     changes: pd.DataFrame | None = None,
     source: str = "violations",
+    doctors: DoctorReviews | None = None,
 ) -> dict:
     """Review marks of the run's findings in ``scope`` (and of one ``doctor``), for templates and thresholds.
 
@@ -527,7 +571,13 @@ def review_summary(
     ``totals``, ``still_present`` (findings marked corrected and still flagged), ``justified``
     (rule → count, for ``--except justified``), ``any_marks``, ``prev_id``. ``changes``: the
     run's :func:`violation_changes` if the caller has it (resolved findings are matched to marks).
+    ``doctors``: every doctor's counts read beforehand (with ``doctor`` and no scope or previous run).
     """
+    if doctors is not None:
+        if doctor is None or prev_run_id is not None or scope != Scope() or doctors.run_id != run_id:
+            raise ValueError("doctors= serves one doctor of its own run, with no scope or previous run")
+        counts, present = doctors.counts.of(doctor), doctors.present.of(doctor)
+        return _review_dict(counts, None, doctors.meta, present, doctors.any_marks, None)
     where, params = strata_where(scope, "v")
     if doctor is not None:
         where, params = f"{where} AND v.doctor_id = ?", [*params, doctor]
@@ -537,18 +587,34 @@ def review_summary(
         rules = list(changes.loc[changes["resolved"] > 0, "rule_id"])
         resolved = review_summary_mod.resolved_marked(con, run_id, prev_run_id, rules, where, params)
     counts = review_summary_mod.mark_counts(con, run_id, where, params, source)
-    meta = con.execute(
-        "SELECT rule_id, level, section, title_ja, title_en FROM rule_results WHERE run_id = ?", [run_id]
+    present = review_summary_mod.still_present(con, run_id, where, params, source=source)
+    return _review_dict(
+        counts,
+        resolved,
+        _review_meta(con, run_id),
+        present,
+        review_summary_mod.any_marks(con),
+        prev_run_id if doctor is None else None,
     )
-    frame = review_summary_mod.combine(counts, resolved).merge(meta.df(), on="rule_id", how="left")
+
+
+def _review_dict(
+    counts: pd.DataFrame,
+    resolved: pd.DataFrame | None,
+    meta: pd.DataFrame,
+    present: pd.DataFrame,
+    any_marks: bool,
+    prev_id: str | None,
+) -> dict:
+    """What :func:`review_summary` returns, from its parts."""
+    frame = review_summary_mod.combine(counts, resolved).merge(meta, on="rule_id", how="left")
     frame["_key"] = frame["section"].fillna("").map(lambda x: section_key(section_group(x)))
     frame = frame.sort_values(["level", "_key", "rule_id"]).drop(columns="_key").reset_index(drop=True)
-    present = review_summary_mod.still_present(con, run_id, where, params, source=source)
     return {
         "rules": frame.astype(object).where(frame.notna(), None).to_dict("records"),
         "totals": {c: int(frame[c].sum()) for c in review_summary_mod.ALL_COLUMNS},
         "still_present": present.astype(object).where(present.notna(), None).to_dict("records"),
         "justified": {r: int(n) for r, n in zip(frame["rule_id"], frame["justified"], strict=True) if n},
-        "any_marks": review_summary_mod.any_marks(con),
-        "prev_id": prev_run_id if doctor is None else None,
+        "any_marks": any_marks,
+        "prev_id": prev_id,
     }

@@ -78,6 +78,62 @@ _SUMS = (
 )
 
 
+def _doctor_sums(con: duckdb.DuckDBPyConnection, run_id: str, doctor_id: str, cache: dict) -> pd.DataFrame:
+    """The doctor's per-rule sums with their rates. The first call of a run reads every doctor's in
+    one GROUP BY (kept in ``cache``); each sheet then takes its slice instead of scanning the strata
+    again (a 10M-session run has tens of thousands of doctors)."""
+    if "doctor_sums" not in cache:
+        every = con.execute(
+            "SELECT doctor_id, rule_id, sum(denominator) AS denominator, sum(violated) AS violated,"
+            " sum(not_evidenced) AS not_evidenced FROM rule_results_strata WHERE run_id = ?"
+            " AND doctor_id IS NOT NULL GROUP BY doctor_id, rule_id ORDER BY doctor_id, rule_id",
+            [run_id],
+        ).df()
+        cache["doctor_sums"] = rd.FrameSlices(rd.add_rates(every), "doctor_id")
+    return cache["doctor_sums"].of(doctor_id)
+
+
+def _comparison(
+    con: duckdb.DuckDBPyConnection, run_id: str, institution_id: str | None, cache: dict
+) -> pd.DataFrame:
+    """Per rule of the run: its titles and section, the institution's and all sites' rates (one per
+    institution, kept in ``cache``: its doctors' sheets share it)."""
+    key = ("comparison", institution_id)
+    if key in cache:
+        return cache[key]
+    if "all" not in cache:
+        cache["all"] = rd.add_rates(con.execute(_SUMS.format("TRUE"), [run_id]).df())
+    if "meta" not in cache:
+        cache["meta"] = con.execute(
+            "SELECT rule_id, section, level, title_en, title_ja, status FROM rule_results WHERE run_id = ?",
+            [run_id],
+        ).df()
+    if "institution_sums" not in cache:  # every institution's in one GROUP BY, as for the doctors
+        every = con.execute(
+            "SELECT institution_id, rule_id, sum(denominator) AS denominator, sum(violated) AS violated,"
+            " sum(not_evidenced) AS not_evidenced FROM rule_results_strata WHERE run_id = ?"
+            " GROUP BY institution_id, rule_id ORDER BY institution_id, rule_id",
+            [run_id],
+        ).df()
+        cache["institution_sums"] = rd.FrameSlices(rd.add_rates(every), "institution_id")
+    inst = cache["institution_sums"].of(institution_id)
+    keep = ["rule_id", "denominator", "rate", "rate_lo", "rate_hi"]
+    df = cache["meta"].merge(
+        inst[keep].rename(columns=lambda c: c if c == "rule_id" else f"inst_{c}"), on="rule_id", how="left"
+    )
+    df = df.merge(
+        cache["all"][keep].rename(columns=lambda c: c if c == "rule_id" else f"all_{c}"),
+        on="rule_id",
+        how="left",
+    )
+    df["section_group"] = df["section"].map(rd.section_group)
+    df["_k"] = df["section_group"].map(rd.section_key)
+    for k in [k for k in cache if isinstance(k, tuple) and k[0] == "comparison"]:
+        del cache[k]  # one institution's at a time: write_feedback goes institution by institution
+    cache[key] = df
+    return df
+
+
 def doctor_frame(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
@@ -87,32 +143,15 @@ def doctor_frame(
 ) -> pd.DataFrame:
     """Per rule in which the doctor had records: the doctor's, the institution's and all sites' rates.
 
-    ``cache`` (a dict kept by the caller) saves re-reading institution and all-site sums per doctor.
+    ``cache`` (a dict kept by the caller) saves re-reading every doctor's and the institution and
+    all-site sums per doctor.
     """
     cache = {} if cache is None else cache
-    doc = rd.add_rates(con.execute(_SUMS.format("doctor_id = ?"), [run_id, doctor_id]).df())
-    if ("inst", institution_id) not in cache:
-        cache[("inst", institution_id)] = rd.add_rates(
-            con.execute(_SUMS.format("institution_id IS NOT DISTINCT FROM ?"), [run_id, institution_id]).df()
-        )
-    if "all" not in cache:
-        cache["all"] = rd.add_rates(con.execute(_SUMS.format("TRUE"), [run_id]).df())
-    inst, allsites = cache[("inst", institution_id)], cache["all"]
-    meta = con.execute(
-        "SELECT rule_id, section, level, title_en, title_ja, status FROM rule_results WHERE run_id = ?",
-        [run_id],
-    ).df()
-    keep = ["rule_id", "denominator", "rate", "rate_lo", "rate_hi"]
-    df = doc[doc["denominator"] > 0].merge(meta, on="rule_id", how="left")
-    df = df.merge(
-        inst[keep].rename(columns=lambda c: c if c == "rule_id" else f"inst_{c}"), on="rule_id", how="left"
+    doc = _doctor_sums(con, run_id, doctor_id, cache)
+    df = doc[doc["denominator"] > 0].merge(
+        _comparison(con, run_id, institution_id, cache), on="rule_id", how="left"
     )
-    df = df.merge(
-        allsites[keep].rename(columns=lambda c: c if c == "rule_id" else f"all_{c}"), on="rule_id", how="left"
-    )
-    df["section_group"] = df["section"].map(rd.section_group)
     df["to_review"] = df["violated"] + df["not_evidenced"]
-    df["_k"] = df["section_group"].map(rd.section_key)
     # what needs action first: rules with findings (most records to review, then lowest rate), then the rest
     df["_clear"] = df["to_review"] == 0
     df["_neg"] = -df["to_review"]
@@ -138,21 +177,31 @@ def headline(frame: pd.DataFrame, n_records: int) -> dict:
     return {"n_records": n_records, "lowest": lowest}
 
 
-def doctor_verdict(con: duckdb.DuckDBPyConnection, run_id: str, frame: pd.DataFrame) -> verdict_mod.Verdict:
+def doctor_verdict(
+    con: duckdb.DuckDBPyConnection, run_id: str, frame: pd.DataFrame, cache: dict | None = None
+) -> verdict_mod.Verdict:
     """The verdict of one doctor's records (``frame``: :func:`doctor_frame`).
 
     A rule the run could not check (not evaluable, error) could not be checked for the doctor
     either and keeps its status; the others are judged on the doctor's own counts (no record in
     scope = not applicable). Decided by :func:`toolkit.audit.verdict.compute_verdict`.
     """
-    meta = con.execute(
-        "SELECT rule_id, level, status, missing_columns, message, title_ja, title_en FROM rule_results"
-        " WHERE run_id = ?",
-        [run_id],
-    ).df()
+    cache = {} if cache is None else cache
+    if "verdict_meta" not in cache:
+        cache["verdict_meta"] = (
+            con.execute(
+                "SELECT rule_id, level, status, missing_columns, message, title_ja, title_en FROM rule_results"
+                " WHERE run_id = ?",
+                [run_id],
+            )
+            .df()
+            .to_dict("records"),
+            rd.run_coverage(con, run_id),
+        )
+    meta, coverage = cache["verdict_meta"]
     mine = frame.set_index("rule_id")
     rows = []
-    for m in meta.to_dict("records"):
+    for m in meta:
         if m["status"] not in verdict_mod.UNCHECKED:
             d = mine.loc[m["rule_id"]] if m["rule_id"] in mine.index else None
             v, ne = (int(d["violated"]), int(d["not_evidenced"])) if d is not None else (0, 0)
@@ -160,7 +209,7 @@ def doctor_verdict(con: duckdb.DuckDBPyConnection, run_id: str, frame: pd.DataFr
             m = {**m, "violated": v, "not_evidenced": ne}
             m["status"] = "failed" if v + ne else ("passed" if has else "not_applicable")
         rows.append(m)
-    return verdict_mod.compute_verdict(rows, rd.run_coverage(con, run_id))
+    return verdict_mod.compute_verdict(rows, coverage)
 
 
 def sheet_filename(doctor_id: str) -> str:
@@ -182,13 +231,16 @@ def render_sheet(
 
     It opens with the verdict of the doctor's records (:func:`doctor_verdict`).
     """
+    cache = {} if cache is None else cache
     frame = doctor_frame(con, run_id, doctor_id, institution_id, cache)
     records = rd.violations_frame(con, run_id, doctor=doctor_id, source=source)
+    if "run_info" not in cache:
+        cache["run_info"] = rd.run_info(con, run_id)
     ctx = {
-        "run": rd.run_info(con, run_id),
+        "run": cache["run_info"],
         "run_id": run_id,
         "choice": choice or rd.run_choice(con, run_id),
-        "verdict": doctor_verdict(con, run_id, frame),
+        "verdict": doctor_verdict(con, run_id, frame, cache),
         "doctor_id": doctor_id,
         "institution_id": institution_id,
         "version": __version__,
@@ -196,7 +248,9 @@ def render_sheet(
         "must": _records(frame[frame["level"] == "must"]),
         "should": _records(frame[frame["level"] == "should"]),
         "records": _records(records),
-        "review": rd.review_summary(con, run_id, doctor=doctor_id, source=source),
+        "review": rd.review_summary(
+            con, run_id, doctor=doctor_id, source=source, doctors=cache.get("reviews")
+        ),
         "headline": headline(frame, len(records)),
     }
     return jinja_env().get_template("feedback.html.j2").render(**ctx)
@@ -234,7 +288,9 @@ def write_feedback(
             " ORDER BY doctor_id",
             [run_id],
         )
-        for d in docs.itertuples():
+        cache["reviews"] = rd.DoctorReviews(con, run_id, "fb_violations")
+        # institution by institution (their doctors share the comparison columns), listed by doctor
+        for d in docs.sort_values(["institution_id", "doctor_id"], na_position="last").itertuples():
             p = folder / sheet_filename(d.doctor_id)
             write_text(
                 p, render_sheet(con, run_id, d.doctor_id, d.institution_id, cache, "fb_violations", choice)
@@ -253,6 +309,8 @@ def write_feedback(
                     "registered": bool(d.registered),
                 }
             )
+        order = sorted(range(len(entries)), key=lambda i: entries[i]["doctor_id"])
+        entries, paths = [entries[i] for i in order], [paths[i] for i in order]
         index = (
             jinja_env()
             .get_template("feedback_index.html.j2")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fnmatch
+import functools
 import os
 import sys
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import duckdb
 import jinja2
+import numpy as np
 import pandas as pd
 
 from toolkit import __version__, store
@@ -74,8 +76,12 @@ class ReportResult:
         return 1 if self.breaches else 0
 
 
+@functools.cache
 def jinja_env() -> jinja2.Environment:
-    """The Jinja2 environment of report and feedback templates (autoescape on for every template)."""
+    """The Jinja2 environment of report and feedback templates (autoescape on for every template).
+
+    One per process: its templates are compiled once (a feedback run renders a sheet per doctor).
+    """
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
         autoescape=True,
@@ -113,8 +119,12 @@ def open_store(db_path: str | os.PathLike[str]) -> duckdb.DuckDBPyConnection:
 
 def _records(df: pd.DataFrame) -> list[dict]:
     """Frame → list of dicts with NaN/NA turned into None (templates print '–')."""
-    obj = df.astype(object)
-    return obj.where(df.notna(), None).to_dict("records")
+    rows = df.to_dict("records")
+    for row in rows:
+        for k, v in row.items():
+            if v is not None and not isinstance(v, str | list | tuple | dict | np.ndarray) and pd.isna(v):
+                row[k] = None
+    return rows
 
 
 def _svg(chart_fn, *args) -> str | None:

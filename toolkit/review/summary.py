@@ -46,44 +46,57 @@ def any_marks(con: duckdb.DuckDBPyConnection) -> bool:
     return has_marks_table(con) and con.execute("SELECT count(*) FROM review_marks").fetchone()[0] > 0
 
 
+#: Columns the counts may also be grouped by (``by=``): a feedback run reads every doctor's at once.
+GROUP_COLUMNS = ("doctor_id",)
+
+
+def _by(by: str | None) -> str:
+    if by is not None and by not in GROUP_COLUMNS:
+        raise ValueError(f"by must be one of {GROUP_COLUMNS}")
+    return "" if by is None else f"v.{by}, "
+
+
 def mark_counts(
     con: duckdb.DuckDBPyConnection,
     run_id: str,
     where: str = "TRUE",
     params: Sequence[object] = (),
     source: str = "violations",
+    by: str | None = None,
 ) -> pd.DataFrame:
     """Per rule with findings in the run: :data:`COUNT_COLUMNS` (findings by current state).
 
     ``where``: an extra SQL condition on the run's violations (alias ``v``), e.g. one institution;
-    ``source``: a table with the violations layout (e.g. a per-doctor temp copy).
+    ``source``: a table with the violations layout (e.g. a per-doctor temp copy); ``by``: also
+    per value of this column (:data:`GROUP_COLUMNS`), which then comes first.
 
     Bounded at any size: the findings are counted per rule (the audit writes one row per rule ×
     record), and only the marked ones are joined with the latest marks (a hash join whose build side
     is the marks, not the millions of findings); ``open`` is the rest.
     """
-    src = _source(source)
+    src, g = _source(source), _by(by)
+    on = "m.rule_id = t.rule_id" + ("" if by is None else f" AND m.{by} IS NOT DISTINCT FROM t.{by}")
     sql = (
         f"WITH rd AS ({RUN_DATA_SQL}), latest AS ({_latest(con)}),"
-        " t AS (SELECT v.rule_id, count(*) AS findings,"
+        f" t AS (SELECT {g}v.rule_id, count(*) AS findings,"
         " count(*) FILTER (WHERE v.status = 'violated') AS violated,"
         " count(*) FILTER (WHERE v.status = 'not_evidenced') AS not_evidenced"
-        f" FROM {src} v WHERE v.run_id = ? AND ({where}) GROUP BY v.rule_id),"
-        " m AS (SELECT v.rule_id,"
+        f" FROM {src} v WHERE v.run_id = ? AND ({where}) GROUP BY ALL),"
+        f" m AS (SELECT {g}v.rule_id,"
         " count(*) FILTER (WHERE l.state = 'acknowledged') AS acknowledged,"
         " count(*) FILTER (WHERE l.state = 'justified') AS justified,"
         " count(*) FILTER (WHERE l.state = 'corrected' AND l.marked_at >= r.data_at) AS corrected_pending,"
         " count(*) FILTER (WHERE l.state = 'corrected' AND l.marked_at < r.data_at) AS corrected_still_present"
         f" FROM {src} v JOIN latest l ON l.rule_id = v.rule_id AND l.entity = v.entity AND l.entity_id = v.entity_id"
         " LEFT JOIN rd r ON r.run_id = v.run_id"
-        f" WHERE v.run_id = ? AND ({where}) AND l.state <> 'open' GROUP BY v.rule_id)"
-        " SELECT t.rule_id, t.findings, t.violated, t.not_evidenced,"
+        f" WHERE v.run_id = ? AND ({where}) AND l.state <> 'open' GROUP BY ALL)"
+        f" SELECT {g.replace('v.', 't.')}t.rule_id, t.findings, t.violated, t.not_evidenced,"
         " t.findings - coalesce(m.acknowledged, 0) - coalesce(m.justified, 0)"
         " - coalesce(m.corrected_pending, 0) - coalesce(m.corrected_still_present, 0) AS open,"
         " coalesce(m.acknowledged, 0) AS acknowledged, coalesce(m.justified, 0) AS justified,"
         " coalesce(m.corrected_pending, 0) AS corrected_pending,"
         " coalesce(m.corrected_still_present, 0) AS corrected_still_present"
-        " FROM t LEFT JOIN m ON m.rule_id = t.rule_id ORDER BY t.rule_id"
+        f" FROM t LEFT JOIN m ON {on} ORDER BY {g.replace('v.', 't.')}t.rule_id"
     )
     df = con.execute(sql, [run_id, *params, run_id, *params]).df()
     for c in COUNT_COLUMNS:
@@ -98,11 +111,19 @@ def still_present(
     params: Sequence[object] = (),
     limit: int = 200,
     source: str = "violations",
+    by: str | None = None,
 ) -> pd.DataFrame:
     """The run's findings marked corrected before its data was loaded (at most ``limit``, ids only).
 
     Columns: rule_id, entity, entity_id, institution_id, doctor_id, month, marked_by, marked_at, note.
+    ``by`` (:data:`GROUP_COLUMNS`): at most ``limit`` per value of that column instead.
     """
+    _by(by)
+    cap = (
+        f" LIMIT {int(limit)}"
+        if by is None
+        else f" QUALIFY row_number() OVER (PARTITION BY f.{by} ORDER BY f.rule_id, f.entity_id) <= {int(limit)}"
+    )
     sql = (
         f"WITH rd AS ({RUN_DATA_SQL}), latest AS ({_latest(con)}),"
         " f AS (SELECT v.rule_id, v.entity, v.entity_id, any_value(v.institution_id) AS institution_id,"
@@ -111,9 +132,11 @@ def still_present(
         " SELECT f.*, l.marked_by, strftime(l.marked_at AT TIME ZONE 'UTC', '%Y-%m-%d %H:%M') AS marked_at, l.note"
         " FROM f JOIN latest l ON l.rule_id = f.rule_id AND l.entity = f.entity AND l.entity_id = f.entity_id"
         " JOIN rd ON rd.run_id = ? WHERE l.state = 'corrected' AND l.marked_at < rd.data_at"
-        f" ORDER BY f.rule_id, f.entity_id LIMIT {int(limit)}"
+        + (" ORDER BY f.rule_id, f.entity_id" if by is None else "")
+        + cap
     )
-    return con.execute(sql, [run_id, *params, run_id]).df()
+    df = con.execute(sql, [run_id, *params, run_id]).df()
+    return df if by is None else df.sort_values([by, "rule_id", "entity_id"]).reset_index(drop=True)
 
 
 def resolved_marked(
