@@ -50,19 +50,14 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(REPO))
+
+from toolkit.contract import TABLE_ORDER  # noqa: E402
+
 GNU_TIME = "/usr/bin/time"
-ALL_STAGES = ("ingest", "audit", "report", "survey")
-CONTRACT_TABLES = (
-    "institutions",
-    "doctors",
-    "patients",
-    "sessions",
-    "prescriptions",
-    "drug_master",
-    "care_plans",
-    "ec_cases",
-    "access_log",
-)
+ALL_STAGES = ("ingest", "audit", "report", "feedback", "survey", "annual", "dashboard")
+#: The contract's tables: the generator's files the ingest is given (not its ground truth).
+CONTRACT_TABLES = tuple(TABLE_ORDER)
 
 #: issue 6 targets (at 10M sessions on the benchmark machine; the GX-pandas one at 1M)
 TARGETS = {
@@ -316,6 +311,12 @@ def _period(meta: dict) -> str:
     return f"{start[:7]}..{end[:7]}"
 
 
+def _filing_year(meta: dict) -> int:
+    """The annual report's filing year whose twelve months (August to July) hold the data's first month."""
+    start = dt.date.fromisoformat((meta.get("period") or {}).get("from", "2026-04-01"))
+    return start.year + 1 if start.month >= 8 else start.year
+
+
 def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
     """Everything at one scale; returns the JSON-ready results."""
     workdir = Path(args.workdir).resolve()
@@ -422,6 +423,16 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
         for i in range(k):
             step(rep, i)
 
+    if "feedback" in stages_wanted:
+        fb_dir = runs_dir / "feedback"
+        fb = stages["feedback"] = Stage("feedback", [*oc, "feedback", "--db", str(db), "--out", str(fb_dir)])
+        fb.note = "a sheet for every doctor and the index"
+        for i in range(k):
+            if fb_dir.exists():
+                shutil.rmtree(fb_dir)
+            step(fb, i)
+        fb.extra = {"sheets": sum(1 for _ in fb_dir.glob("*.html")) if fb_dir.exists() else None}
+
     if "survey" in stages_wanted:
         inst = largest_institution(db)
         sv = stages["survey"] = Stage(
@@ -445,6 +456,30 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
             if (runs_dir / "survey").exists():
                 shutil.rmtree(runs_dir / "survey")
             step(sv, i)
+
+    if "annual" in stages_wanted:
+        an_dir = runs_dir / "annual"
+        year = _filing_year(meta)
+        an = stages["annual"] = Stage(
+            "annual", [*oc, "survey", "annual", "--db", str(db), "--year", str(year), "--out", str(an_dir)]
+        )
+        an.note = f"the annual report of every institution, filing year {year}"
+        for i in range(k):
+            if an_dir.exists():
+                shutil.rmtree(an_dir)
+            step(an, i)
+
+    if "dashboard" in stages_wanted:
+        dash = stages["dashboard"] = Stage(
+            "dashboard",
+            [sys.executable, str(HERE / "dashboard.py"), "--db", str(db), "--repeat", str(k)],
+        )
+        dash.note = (
+            "in-process: imports, first render and rule clicks (medians in the log); the whole process"
+        )
+        step(dash, 0, total=1)
+        log = logs / "dashboard-0.log"
+        dash.extra = {"figures": log.read_text(encoding="utf-8").splitlines() if log.exists() else []}
 
     return {
         "sessions": args.sessions,
@@ -680,7 +715,17 @@ def targets(stages: dict[str, Stage], sessions: int) -> dict[str, dict[str, Any]
         "survey_seconds", stages["survey"].median() if "survey" in stages else None, TARGETS["survey_seconds"]
     )
     for name, st in stages.items():
-        if name in ("generate", "ingest", "audit", "audit_export", "report", "survey"):
+        if name in (
+            "generate",
+            "ingest",
+            "audit",
+            "audit_export",
+            "report",
+            "feedback",
+            "survey",
+            "annual",
+            "dashboard",
+        ):
             rss = [x.peak_rss_mib for x in st.runs if x.peak_rss_mib is not None]
             add(f"peak_rss_mib.{name}", max(rss, default=None), TARGETS["peak_rss_mib"])
     for form in ("long", "wide"):

@@ -8,6 +8,7 @@ counts for every rule, and the export limit wrote the same violations CSV as the
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,10 @@ def test_benchmark_script_runs_every_stage(tmp_path: Path) -> None:
         "single_pass",
         "single_pass_export",
         "report",
+        "feedback",
         "survey",
+        "annual",
+        "dashboard",
     ):
         assert name in stages, name
         runs = stages[name]["runs"]
@@ -63,3 +67,20 @@ def test_benchmark_script_runs_every_stage(tmp_path: Path) -> None:
     spx = stages["single_pass_export"]
     assert spx["violations_equal_audit"] is True and spx["violation_rows"] > 0, spx
     assert res["ratios"]["audit_export_over_single_pass_export"] is not None
+    assert stages["feedback"]["sheets"] > 1  # the doctors' sheets and the index
+    figures = "\n".join(stages["dashboard"]["figures"])
+    assert "first render" in figures and "click: select rule" in figures, figures
+    # where the audit's time goes: every statement timed, the costliest listed
+    db = tmp_path / "work" / "runs" / "sessions-2000-seed-1" / "ocaudit.duckdb"
+    timed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "statements.py"), "audit", "--db", str(db)]
+        + ["--as-of", res["as_of"], "--top", "3"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert timed.returncode == 0, timed.stdout[-3000:] + timed.stderr[-3000:]
+    rows = [line for line in timed.stdout.splitlines() if line.startswith("| ") and "statement" not in line]
+    assert len(rows) == 3, timed.stdout  # the three costliest statements
+    assert re.search(r"(\d+) statements timed", timed.stdout) and "GX done" in timed.stdout, timed.stdout
