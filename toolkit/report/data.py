@@ -549,10 +549,12 @@ class DoctorReviews:
         self.any_marks = review_summary_mod.any_marks(con)
 
 
-def _review_meta(con: duckdb.DuckDBPyConnection, run_id: str) -> pd.DataFrame:
-    return con.execute(
+def _review_meta(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, dict]:
+    """rule_id → level, section and titles of the run's rules."""
+    rows = con.execute(
         "SELECT rule_id, level, section, title_ja, title_en FROM rule_results WHERE run_id = ?", [run_id]
-    ).df()
+    ).fetchall()
+    return {r[0]: {"level": r[1], "section": r[2], "title_ja": r[3], "title_en": r[4]} for r in rows}
 
 
 def review_summary(
@@ -601,20 +603,39 @@ def review_summary(
 def _review_dict(
     counts: pd.DataFrame,
     resolved: pd.DataFrame | None,
-    meta: pd.DataFrame,
+    meta: dict[str, dict],
     present: pd.DataFrame,
     any_marks: bool,
     prev_id: str | None,
 ) -> dict:
-    """What :func:`review_summary` returns, from its parts."""
-    frame = review_summary_mod.combine(counts, resolved).merge(meta, on="rule_id", how="left")
-    frame["_key"] = frame["section"].fillna("").map(lambda x: section_key(section_group(x)))
-    frame = frame.sort_values(["level", "_key", "rule_id"]).drop(columns="_key").reset_index(drop=True)
+    """What :func:`review_summary` returns, from its parts (plain Python: a feedback run calls it
+    once per doctor)."""
+    columns = review_summary_mod.ALL_COLUMNS
+    blank = dict.fromkeys(("level", "section", "title_ja", "title_en"))
+    by_rule: dict[str, dict] = {}
+    for part in (counts, resolved):
+        for row in [] if part is None else part.to_dict("records"):
+            entry = by_rule.setdefault(
+                row["rule_id"],
+                {"rule_id": row["rule_id"], **dict.fromkeys(columns, 0), **meta.get(row["rule_id"], blank)},
+            )
+            for c in columns:
+                if c in row and not pd.isna(row[c]):
+                    entry[c] = int(row[c])
+    rules = sorted(
+        by_rule.values(),
+        key=lambda r: (
+            r["level"] is None,
+            r["level"] or "",
+            section_key(section_group(r["section"] or "")),
+            r["rule_id"],
+        ),
+    )
     return {
-        "rules": frame.astype(object).where(frame.notna(), None).to_dict("records"),
-        "totals": {c: int(frame[c].sum()) for c in review_summary_mod.ALL_COLUMNS},
+        "rules": rules,
+        "totals": {c: sum(r[c] for r in rules) for c in columns},
         "still_present": present.astype(object).where(present.notna(), None).to_dict("records"),
-        "justified": {r: int(n) for r, n in zip(frame["rule_id"], frame["justified"], strict=True) if n},
+        "justified": {r["rule_id"]: r["justified"] for r in rules if r["justified"]},
         "any_marks": any_marks,
         "prev_id": prev_id,
     }

@@ -170,13 +170,3 @@ def resolved_marked(
     )
     df = con.execute(sql, [prev_run_id, *rules, *params, run_id, *rules, *params]).df()
     return df[cols]
-
-
-def combine(counts: pd.DataFrame, resolved: pd.DataFrame | None) -> pd.DataFrame:
-    """One row per rule of :func:`mark_counts` and :func:`resolved_marked` (a rule may be in one only)."""
-    if resolved is None:
-        resolved = pd.DataFrame(columns=["rule_id", *RESOLVED_COLUMNS])
-    frame = counts.merge(resolved, on="rule_id", how="outer")
-    for c in ALL_COLUMNS:
-        frame[c] = frame[c].fillna(0).astype("int64")
-    return frame
