@@ -20,6 +20,7 @@ from toolkit.cli import main
 from toolkit.errors import UserError
 from toolkit.report import data as rd
 from toolkit.report import html as report
+from toolkit.report import reviews
 from toolkit.review import marks, sheet, states, summary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,15 +182,15 @@ def test_marked_corrected_still_present_across_runs(db: Path, monkeypatch: pytes
         assert present[["rule_id", "entity_id"]].values.tolist() == [["consent.recorded", "S1"]]
         res = summary.resolved_marked(con, F.R2, F.R1, ["consent.recorded"]).set_index("rule_id")
         assert res.loc["consent.recorded"].tolist() == [1, 1, 1]  # S2: resolved, marked, corrected
-        ctx = rd.review_summary(con, F.R2, F.R1)
+        ctx = reviews.review_summary(con, F.R2, F.R1)
         assert ctx["totals"]["corrected_still_present"] == 1 and ctx["totals"]["resolved_marked"] == 1
         assert ctx["justified"] == {"ec.follow_up": 1}
-        d2 = rd.review_summary(con, F.R2, doctor="D2")  # S1 belongs to D1
+        d2 = reviews.review_summary(con, F.R2, doctor="D2")  # S1 belongs to D1
         assert d2["totals"]["corrected_still_present"] == 0 and d2["totals"]["findings"] == 3
         # a feedback run reads every doctor's counts at once: each doctor's slice is the same summary
-        every = rd.DoctorReviews(con, F.R2)
+        every = reviews.DoctorReviews(con, F.R2)
         for doctor in ("D1", "D2", "no such doctor"):
-            assert rd.review_summary(con, F.R2, doctor=doctor, doctors=every) == rd.review_summary(
+            assert reviews.review_summary(con, F.R2, doctor=doctor, doctors=every) == reviews.review_summary(
                 con, F.R2, doctor=doctor
             ), doctor
         # a second fix is allowed only because R2 still flags S1; S2 cannot be "corrected" again
@@ -316,7 +317,7 @@ def test_report_feedback_and_except_justified(
     marks.mark_file(db, [("consent.recorded", "session", "S1")], "justified", "QA", "emergency")
     con = store.connect(db, read_only=True)
     try:
-        frame, justified = rd.rule_frame(con, F.R2), rd.review_summary(con, F.R2)["justified"]
+        frame, justified = rd.rule_frame(con, F.R2), reviews.review_summary(con, F.R2)["justified"]
     finally:
         con.close()
     assert justified == {"consent.recorded": 3, "ec.follow_up": 1}

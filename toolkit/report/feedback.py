@@ -21,7 +21,7 @@ from toolkit import __version__, store
 from toolkit.audit import verdict as verdict_mod
 from toolkit.errors import UserError
 from toolkit.report import data as rd
-from toolkit.report import stats
+from toolkit.report import reviews, stats
 from toolkit.report.html import _records, jinja_env, open_store
 from toolkit.store.files import make_dirs, write_text
 
@@ -248,7 +248,7 @@ def render_sheet(
         "must": _records(frame[frame["level"] == "must"]),
         "should": _records(frame[frame["level"] == "should"]),
         "records": _records(records),
-        "review": rd.review_summary(
+        "review": reviews.review_summary(
             con, run_id, doctor=doctor_id, source=source, doctors=cache.get("reviews")
         ),
         "headline": headline(frame, len(records)),
@@ -288,7 +288,7 @@ def write_feedback(
             " ORDER BY doctor_id",
             [run_id],
         )
-        cache["reviews"] = rd.DoctorReviews(con, run_id, "fb_violations")
+        cache["reviews"] = reviews.DoctorReviews(con, run_id, "fb_violations")
         # institution by institution (their doctors share the comparison columns), listed by doctor
         for d in docs.sort_values(["institution_id", "doctor_id"], na_position="last").itertuples():
             p = folder / sheet_filename(d.doctor_id)

@@ -32,7 +32,7 @@ from toolkit import __version__, store
 from toolkit.audit import verdict as verdict_mod
 from toolkit.errors import UserError
 from toolkit.periods import period_bounds
-from toolkit.report import charts, overview, text, timeline
+from toolkit.report import charts, overview, reviews, text, timeline
 from toolkit.report import data as rd
 from toolkit.report.data import (  # noqa: F401  (re-exported for notebooks)
     Scope,
@@ -297,7 +297,7 @@ def build_context(
         ctx["change_rules"] = set(changes["rule_id"])
         svg["changes"] = _svg(charts.run_changes, changes) if len(changes) else None
         svg["rate_change"] = _svg(charts.rate_change, rates) if len(rates) else None
-    ctx["review"] = rd.review_summary(con, run_id, prev_id, scope, changes=changes if prev_id else None)
+    ctx["review"] = reviews.review_summary(con, run_id, prev_id, scope, changes=changes if prev_id else None)
     ctx["svg"] = svg
     ctx["frame"] = frame
     return ctx
