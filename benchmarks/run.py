@@ -53,6 +53,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from toolkit.contract import TABLE_ORDER  # noqa: E402
+from toolkit.survey.package import sha256_file  # noqa: E402
 
 GNU_TIME = "/usr/bin/time"
 ALL_STAGES = ("ingest", "audit", "report", "feedback", "survey", "annual", "dashboard")
@@ -380,21 +381,7 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
         for i in range(k):
             step(aex, i)
         sp_json = runs_dir / "single_pass.json"
-        sp = stages["single_pass"] = Stage(
-            "single_pass",
-            [
-                sys.executable,
-                str(HERE / "single_pass.py"),
-                "--db",
-                str(db),
-                "--as-of",
-                as_of,
-                "--check-run",
-                "latest",
-                "--json",
-                str(sp_json),
-            ],
-        )
+        sp = stages["single_pass"] = Stage("single_pass", _single_pass_cmd(db, as_of, sp_json))
         for i in range(k):
             step(sp, i)
         if sp_json.exists():
@@ -500,16 +487,25 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _sha256(path: Path) -> str | None:
-    import hashlib
+def _single_pass_cmd(db: Path, as_of: str, json_out: Path, *extra: str) -> list[str]:
+    """``single_pass.py`` on ``db`` compared with its latest run (``extra``: e.g. ``--violations F``)."""
+    return [
+        sys.executable,
+        str(HERE / "single_pass.py"),
+        "--db",
+        str(db),
+        "--as-of",
+        as_of,
+        "--check-run",
+        "latest",
+        *extra,
+        "--json",
+        str(json_out),
+    ]
 
-    if not path.exists():
-        return None
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+
+def _sha256(path: Path) -> str | None:
+    return sha256_file(path) if path.exists() else None
 
 
 def single_pass_export_stage(
@@ -519,21 +515,7 @@ def single_pass_export_stage(
     CSV), ``k`` times; its file must be byte-identical to the last ``audit_export`` run's."""
     sp_csv, sp_json = runs_dir / "single_pass_violations.csv", runs_dir / "single_pass_export.json"
     spx = stages["single_pass_export"] = Stage(
-        "single_pass_export",
-        [
-            sys.executable,
-            str(HERE / "single_pass.py"),
-            "--db",
-            str(db),
-            "--as-of",
-            as_of,
-            "--check-run",
-            "latest",
-            "--violations",
-            str(sp_csv),
-            "--json",
-            str(sp_json),
-        ],
+        "single_pass_export", _single_pass_cmd(db, as_of, sp_json, "--violations", str(sp_csv))
     )
     for i in range(k):
         step(spx, i)

@@ -14,6 +14,8 @@ import random
 from html.parser import HTMLParser
 from pathlib import Path
 
+import duckdb
+
 from toolkit import store
 
 RUN1, RUN2 = "run-20260915-0001", "run-20261015-0001"
@@ -312,6 +314,15 @@ class _RowParser(HTMLParser):
         a = dict(attrs)
         if self.cls in (a.get("class") or "").split():
             self.rows.append(a)
+
+
+def query(db: str | Path, sql: str, params: list | None = None) -> list[tuple]:
+    """Rows of ``sql`` on the DuckDB file ``db``, opened read-only for this query only."""
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
 
 
 def html_rows(html: str, cls: str) -> list[dict[str, str | None]]:

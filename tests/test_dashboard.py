@@ -183,9 +183,9 @@ def test_notebook_is_thin_and_runs_as_a_plain_notebook(db: Path, monkeypatch: py
 def test_funnel_draws_at_most_max_providers_keeping_those_outside_the_limits() -> None:
     import pandas as pd
 
-    from toolkit.dashboard import charts
+    from toolkit.report.data import FUNNEL_MAX_POINTS, bounded_funnel
 
-    n = charts.MAX_PROVIDERS + 500
+    n = FUNNEL_MAX_POINTS + 500
     providers = pd.DataFrame(
         {
             "provider": [f"I{i}" for i in range(n)],
@@ -194,8 +194,8 @@ def test_funnel_draws_at_most_max_providers_keeping_those_outside_the_limits() -
             "position": ["below_998" if i % 100 == 0 else "inside" for i in range(n)],
         }
     )
-    shown = charts.bounded_providers(providers, keep="I7")
-    assert len(shown) == charts.MAX_PROVIDERS
+    shown = bounded_funnel(providers, keep="I7")
+    assert len(shown) == FUNNEL_MAX_POINTS
     assert set(providers.loc[providers["position"] != "inside", "provider"]) | {"I7"} <= set(
         shown["provider"]
     )

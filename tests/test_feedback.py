@@ -9,6 +9,7 @@ import duckdb
 import pytest
 
 from tests.reporting_fixtures import RUN2, XSS, build_fixture_db, element_attrs, html_rows
+from tests.reporting_fixtures import query as _sql
 from toolkit.cli import main
 from toolkit.report import feedback
 
@@ -16,14 +17,6 @@ from toolkit.report import feedback
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_fixture_db(tmp_path_factory.mktemp("fb") / "fx.duckdb")
-
-
-def _sql(db: Path, q: str, params: list) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(q, params).fetchall()
-    finally:
-        con.close()
 
 
 def test_one_doctor_sheet_numbers(db: Path, tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from tests.reporting_fixtures import (
     html_rows,
     pipeline_available,
 )
+from tests.reporting_fixtures import query as _sql
 from toolkit.cli import main
 from toolkit.errors import UserError
 from toolkit.periods import period_bounds
@@ -38,14 +39,6 @@ def html(db: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     res = report.write_report(db, out)
     assert res.run_id == RUN2 and res.previous_run_id == RUN1
     return out.read_text(encoding="utf-8")
-
-
-def _sql(db: Path, q: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(q, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def test_rule_rows_equal_rule_results(db: Path, html: str) -> None:

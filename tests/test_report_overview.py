@@ -11,20 +11,13 @@ import duckdb
 import pytest
 
 from tests.reporting_fixtures import RUN1, RUN2, build_fixture_db, element_attrs, html_rows
+from tests.reporting_fixtures import query as _sql
 from toolkit.audit import verdict as verdict_mod
 from toolkit.errors import UserError
 from toolkit.report import html as report
 from toolkit.report import overview
 
 RUN3 = "run-20261016-0001"  # a partial run (audit --rules) after RUN2
-
-
-def _sql(db: Path, q: str, params: list | None = None) -> list[tuple]:
-    con = duckdb.connect(str(db), read_only=True)
-    try:
-        return con.execute(q, params or []).fetchall()
-    finally:
-        con.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import pandas as pd
 
 from toolkit.chart_theme import apply_theme
 from toolkit.report.charts import COLORS, LEVEL_LABELS
+from toolkit.report.data import bounded_funnel
 
 RULE_SELECTION = "rule"
 #: The variable parameter holding the selected rule: the app sets it in place (``JupyterChart.params``),
@@ -19,14 +20,19 @@ RULE_SELECTION = "rule"
 SELECTED_RULE = "selected_rule"
 PROVIDER_SELECTION = "provider"
 PCT = ".1%"
-#: The figures every rate tooltip shows: rate, its 95 % interval and the counts behind it.
-RATE_TOOLTIPS = [
-    alt.Tooltip("rate:Q", format=PCT, title="遵守率 compliance"),
-    alt.Tooltip("rate_lo:Q", format=PCT, title="95%信頼区間 下限 CI low"),
-    alt.Tooltip("rate_hi:Q", format=PCT, title="95%信頼区間 上限 CI high"),
+#: The counts behind a rate, in every tooltip that shows one.
+COUNT_TOOLTIPS = [
     alt.Tooltip("denominator:Q", format=",", title="対象 in scope"),
     alt.Tooltip("violated:Q", format=",", title="違反 violated"),
     alt.Tooltip("not_evidenced:Q", format=",", title="記録なし not evidenced"),
+]
+RATE_TOOLTIP = alt.Tooltip("rate:Q", format=PCT, title="遵守率 compliance")
+#: What every rate tooltip shows: the rate, its 95 % interval and the counts behind it.
+RATE_TOOLTIPS = [
+    RATE_TOOLTIP,
+    alt.Tooltip("rate_lo:Q", format=PCT, title="95%信頼区間 下限 CI low"),
+    alt.Tooltip("rate_hi:Q", format=PCT, title="95%信頼区間 上限 CI high"),
+    *COUNT_TOOLTIPS,
 ]
 
 
@@ -100,30 +106,14 @@ def rules_chart(rules: pd.DataFrame, level: str, selected: str | None = None) ->
     return apply_theme(chart)
 
 
-#: Most providers a funnel plot draws (a 10M-session database has thousands of institutions).
-MAX_PROVIDERS = 600
-
-
-def bounded_providers(
-    providers: pd.DataFrame, max_points: int = MAX_PROVIDERS, keep: str | None = None
-) -> pd.DataFrame:
-    """At most ``max_points`` rows: the providers outside the 95 % limits (and ``keep``), then the largest others."""
-    if len(providers) <= max_points:
-        return providers
-    flagged = (providers["position"] != "inside") | (providers["provider"] == keep)
-    outside = providers[flagged].nsmallest(max_points, "rate")  # the lowest first when even these are many
-    rest = providers[~flagged].nlargest(max(0, max_points - len(outside)), "denominator")
-    return pd.concat([outside, rest])
-
-
 def provider_chart(providers: pd.DataFrame, by: str, selected: str | None = None) -> alt.TopLevelMixin:
     """Funnel plot: each provider's compliance against its volume with 95 % / 99.8 % limits; click to filter.
 
-    Beyond :data:`MAX_PROVIDERS` providers only those outside the limits and the largest others are drawn
-    (the subtitle says how many).
+    Beyond :data:`~toolkit.report.data.FUNNEL_MAX_POINTS` providers only those outside the limits and
+    the largest others are drawn (:func:`~toolkit.report.data.bounded_funnel`; the subtitle says how many).
     """
     who_ja, who_en = ("医師", "doctor") if by == "doctor_id" else ("医療機関", "institution")
-    shown = bounded_providers(providers, keep=selected)
+    shown = bounded_funnel(providers, keep=selected)
     df = shown[["provider", "denominator", "violated", "not_evidenced", "rate", "lo95", "lo998", "p0"]]
     df = df.sort_values("denominator").copy()
     note = (
@@ -164,12 +154,10 @@ def provider_chart(providers: pd.DataFrame, by: str, selected: str | None = None
             color=alt.condition(sel, alt.value(COLORS["compliant"]), alt.value("#b8c4cc")),
             tooltip=[
                 alt.Tooltip("provider:N", title=f"{who_ja} {who_en}"),
-                alt.Tooltip("rate:Q", format=PCT, title="遵守率 compliance"),
+                RATE_TOOLTIP,
                 alt.Tooltip("lo95:Q", format=PCT, title="95%下限 95% limit"),
                 alt.Tooltip("lo998:Q", format=PCT, title="99.8%下限 99.8% limit"),
-                alt.Tooltip("denominator:Q", format=",", title="対象 in scope"),
-                alt.Tooltip("violated:Q", format=",", title="違反 violated"),
-                alt.Tooltip("not_evidenced:Q", format=",", title="記録なし not evidenced"),
+                *COUNT_TOOLTIPS,
             ],
         )
         .add_params(sel)

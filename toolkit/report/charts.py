@@ -19,6 +19,7 @@ import vl_convert as vlc
 
 from toolkit.chart_theme import apply_theme
 from toolkit.report import stats
+from toolkit.report.data import bounded_funnel
 
 COLORS = {"violated": "#c0392b", "not_evidenced": "#e9a23b", "compliant": "#2e7d32", "neutral": "#5b6b7a"}
 KIND_LABELS = {"violated": "Violated 違反", "not_evidenced": "Not evidenced 記録なし"}
@@ -32,8 +33,6 @@ VERDICT_LABELS = {
 HEATMAP_DOMAIN = [0.8, 0.9, 1.0]
 HEATMAP_RANGE = ["#f4b6ae", "#fbe3a1", "#b9e0bb"]
 HEATMAP_TEXT = "#1d2329"
-#: At most this many points in a funnel plot (an SVG of 8,000 doctors would weigh megabytes).
-FUNNEL_MAX_POINTS = 500
 #: At most this many providers outside the limits are named on the plot (the largest).
 FUNNEL_MAX_LABELS = 12
 #: Providers with fewer records than this do not set the funnel plot's axes (drawn at the edge).
@@ -199,11 +198,7 @@ def funnel(providers: pd.DataFrame, who: str = "institution") -> alt.TopLevelMix
         )
     p0 = float(df["p0"].iloc[0])
     n_all = len(df)
-    if n_all > FUNNEL_MAX_POINTS:  # every provider outside the 95 % limits, then the largest ones inside
-        df = df.assign(_in=df["position"] == "inside").sort_values(
-            ["_in", "denominator"], ascending=[True, False]
-        )
-        df = df.head(FUNNEL_MAX_POINTS).drop(columns="_in")
+    df = bounded_funnel(df)
     known = ~df["provider"].astype(str).str.startswith("(")
     axis_set = df[known & (df["denominator"] >= FUNNEL_MIN_N)]
     if axis_set.empty:

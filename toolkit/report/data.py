@@ -528,3 +528,22 @@ class FrameSlices:
         if at is None:
             return self.frame.iloc[0:0][self.columns].reset_index(drop=True)
         return self.frame.iloc[at][self.columns].reset_index(drop=True)
+
+
+#: At most this many points in a funnel plot (an SVG of 8,000 doctors would weigh megabytes).
+FUNNEL_MAX_POINTS = 500
+
+
+def bounded_funnel(
+    providers: pd.DataFrame, max_points: int = FUNNEL_MAX_POINTS, keep: str | None = None
+) -> pd.DataFrame:
+    """At most ``max_points`` rows of a :func:`report_data.provider_frame`: every provider outside the
+    95 % limits (and ``keep``; the lowest rates first when even these are too many), then the
+    largest others. The report's and the dashboard's funnel plots (``charts.funnel``,
+    ``dashboard.charts.provider_chart``) both draw this."""
+    if len(providers) <= max_points:
+        return providers
+    flagged = (providers["position"] != "inside") | (providers["provider"] == keep)
+    outside = providers[flagged].nsmallest(max_points, "rate")
+    rest = providers[~flagged].nlargest(max(0, max_points - len(outside)), "denominator")
+    return pd.concat([outside, rest])
