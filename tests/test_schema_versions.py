@@ -191,3 +191,41 @@ def test_v1_is_migrated_to_the_latest_version_with_review_marks(tmp_path):
     assert _cols(v1, "rule_results") == _fresh_columns(tmp_path, "rule_results")
     done = migrations.migrate(duckdb.connect(":memory:"), migrations.LATEST)
     assert done == []  # nothing left to do at the latest version
+
+
+def test_v3_text_row_hashes_become_the_integers_a_new_ingest_stores(tmp_path):
+    """Schema 4 stores ``_row_hash`` as UBIGINT. A v3 file (the same hashes as decimal text) is
+    migrated to exactly the integers a fresh ingest writes, and the same data ingested again
+    afterwards changes nothing."""
+    from toolkit.contract import TABLE_ORDER
+
+    data = make_data(tmp_path / "data", mutate=False)
+    db = tmp_path / "v3.duckdb"
+    assert cli("ingest", "--db", str(db), str(data)).returncode == 0
+    con = duckdb.connect(str(db))
+    tables = [t for t in TABLE_ORDER if store.table_exists(con, t)]
+    fresh = {t: con.execute(f'SELECT rowid, _row_hash FROM "{t}" ORDER BY rowid').fetchall() for t in tables}
+    assert (
+        con.execute(
+            "SELECT data_type FROM information_schema.columns WHERE table_name = 'sessions' AND column_name = '_row_hash'"
+        ).fetchone()[0]
+        == "UBIGINT"
+    )
+    for t in tables:  # back to the v3 layout: the hash as its decimal text
+        con.execute(f'ALTER TABLE "{t}" ALTER COLUMN _row_hash SET DATA TYPE VARCHAR')
+    con.execute("UPDATE schema_meta SET value = '3' WHERE key = 'schema_version'")
+    con.close()
+    con = store.connect(db)
+    store.ensure_schema(con)
+    assert store.schema_version(con) == store.SCHEMA_VERSION == 4
+    for t in tables:
+        assert con.execute(f'SELECT rowid, _row_hash FROM "{t}" ORDER BY rowid').fetchall() == fresh[t], t
+    con.close()
+    again = cli("ingest", "--db", str(db), str(data))
+    assert again.returncode == 0, again.stderr
+    con = duckdb.connect(str(db), read_only=True)
+    last = con.execute(
+        "SELECT rows_inserted, rows_updated, rows_unchanged, rows_read FROM ingest_runs ORDER BY started_at DESC LIMIT 1"
+    ).fetchone()
+    con.close()
+    assert last[0] == last[1] == 0 and last[2] == last[3] > 0

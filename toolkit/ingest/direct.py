@@ -45,8 +45,9 @@ class DirectLoad:
     def _direct_insert(self, table: str, sql: str, idx: int, inc: str, *, ordered: bool = False) -> int:
         """Insert every row of the parse SELECT into the (empty) canonical table; move bad rows to ``inc``.
 
-        A bad row is written with ``_ingest_id`` NULL and its reason, failing column and raw row packed
-        in ``_row_hash`` as a JSON array; it is then copied to ``inc`` and deleted. Returns rows read.
+        A bad row is written with ``_row_hash`` NULL (``hash()`` is never NULL) and its reason, failing
+        column and raw row packed in ``_ingest_id`` as a JSON array; it is then copied to ``inc`` and
+        deleted. Returns rows read.
         ``ordered``: keep DuckDB's insertion order (a CSV's record numbers are ``row_number() OVER ()``).
         """
         con = self.con
@@ -57,19 +58,19 @@ class DirectLoad:
         try:
             n = con.execute(
                 f"INSERT INTO {q(table)} ({cols}, _ingest_id, _row_hash, _source_file, _line_number) "
-                f"SELECT {cols}, CASE WHEN _reason IS NULL THEN {lit(self.ingest_id)} END, "
-                "CASE WHEN _reason IS NULL THEN _row_hash "
-                "ELSE CAST(json_array(_reason, _errcol, _raw) AS VARCHAR) END, _source_file, _line "
+                f"SELECT {cols}, CASE WHEN _reason IS NULL THEN {lit(self.ingest_id)} "
+                "ELSE CAST(json_array(_reason, _errcol, _raw) AS VARCHAR) END, "
+                "CASE WHEN _reason IS NULL THEN _row_hash END, _source_file, _line "
                 f"FROM ({sql})"
             ).fetchall()[0][0]
         finally:
             con.execute("RESET preserve_insertion_order")
-        bad = f"FROM {q(table)} WHERE _ingest_id IS NULL"
+        bad = f"FROM {q(table)} WHERE _row_hash IS NULL"
         if con.execute(f"SELECT count(*) {bad}").fetchall()[0][0]:
             con.execute(
                 f"INSERT INTO {inc} (_file_idx, _line, _reason, _errcol, _raw, _source_file) "
-                f"SELECT {idx}, _line_number, json_extract_string(_row_hash, '$[0]'), "
-                "json_extract_string(_row_hash, '$[1]'), json_extract_string(_row_hash, '$[2]'), "
+                f"SELECT {idx}, _line_number, json_extract_string(_ingest_id, '$[0]'), "
+                "json_extract_string(_ingest_id, '$[1]'), json_extract_string(_ingest_id, '$[2]'), "
                 f"_source_file {bad}"
             )
             con.execute(f"DELETE {bad}")

@@ -414,7 +414,7 @@ def parse_select(
     rawobj = ", ".join(f"{lit(c)}, __r{i}" for i, c in enumerate(res.keep) if c in contract_src)
     rawjson = f"CAST(json_object({rawobj}) AS VARCHAR)" if rawobj else "'{}'"
     return f"""
-SELECT {file_idx} AS _file_idx, _line, {out_cols}, CAST(hash({h}) AS VARCHAR) AS _row_hash,
+SELECT {file_idx} AS _file_idx, _line, {out_cols}, hash({h}) AS _row_hash,
        CASE WHEN _bad THEN concat_ws('; ', {reason}) END AS _reason,
        CASE WHEN _bad THEN {errcol} END AS _errcol,
        CASE WHEN _bad THEN {rawjson} END AS _raw, NULL AS _dup, {lit(source_file)} AS _source_file

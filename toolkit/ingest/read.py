@@ -38,7 +38,7 @@ class ReadPhase:
             cols = ", ".join(f"{q(c.name)} {c.duckdb_type}" for c in t.columns)
             self.con.execute(
                 f"CREATE OR REPLACE TEMP TABLE {name} (_file_idx INTEGER, _line BIGINT, {cols}, "
-                "_row_hash VARCHAR, _reason VARCHAR, _errcol VARCHAR, _raw VARCHAR, _dup VARCHAR, "
+                "_row_hash UBIGINT, _reason VARCHAR, _errcol VARCHAR, _raw VARCHAR, _dup VARCHAR, "
                 "_source_file VARCHAR)"
             )
             self.tables.add(table)

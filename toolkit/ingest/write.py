@@ -103,7 +103,7 @@ class WritePhase:
             same_values = " AND ".join(f"x.{q(c)} IS NOT DISTINCT FROM c.{q(c)}" for c in t.column_names)
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _chg (_file_idx INTEGER, _line BIGINT, k VARCHAR, "
-                "old_hash VARCHAR, new_hash VARCHAR)"
+                "old_hash UBIGINT, new_hash UBIGINT)"
             )
             if key:
                 con.execute(
@@ -118,14 +118,15 @@ class WritePhase:
             else:
                 con.execute(
                     "INSERT INTO _chg (_file_idx, _line, k, old_hash, new_hash) "
-                    f"SELECT c._file_idx, c._line, c._row_hash, NULL, c._row_hash {cand} "
+                    f"SELECT c._file_idx, c._line, CAST(c._row_hash AS VARCHAR), NULL, c._row_hash {cand} "
                     f"AND NOT EXISTS (SELECT 1 FROM {q(table)} x WHERE {same_values})"
                 )
             con.execute(f"{ins} SEMI JOIN _chg g ON c._file_idx = g._file_idx AND c._line = g._line")
             con.execute(
                 "INSERT INTO row_changes (ingest_id, table_name, row_key, change, old_hash, new_hash) "
                 f"SELECT {lit(ingest_id)}, {lit(table)}, k, "
-                "CASE WHEN old_hash IS NULL THEN 'inserted' ELSE 'updated' END, old_hash, new_hash FROM _chg"
+                "CASE WHEN old_hash IS NULL THEN 'inserted' ELSE 'updated' END, CAST(old_hash AS VARCHAR), "
+                "CAST(new_hash AS VARCHAR) FROM _chg"
             )
             counts.inserted, counts.updated = con.execute(
                 "SELECT count(*) FILTER (WHERE old_hash IS NULL), count(old_hash) FROM _chg"
@@ -139,7 +140,7 @@ class WritePhase:
             con.execute(
                 "INSERT INTO row_changes (ingest_id, table_name, row_key, change, old_hash, new_hash) "
                 f"SELECT {lit(ingest_id)}, {lit(table)}, CAST({key} AS VARCHAR), "
-                f"'deleted', _row_hash, NULL {gone}"
+                f"'deleted', CAST(_row_hash AS VARCHAR), NULL {gone}"
             )
             con.execute(f"DELETE {gone}")
         self._quarantine(table, inc, ingest_id)

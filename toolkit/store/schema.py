@@ -17,7 +17,7 @@ import duckdb
 from toolkit.contract import TABLE_ORDER, TABLES
 
 #: Bump when the layout changes; :func:`ensure_schema` migrates older files or refuses them.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 META_DDL = """
 CREATE TABLE IF NOT EXISTS schema_meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -183,14 +183,15 @@ def insert_sql(table: str, columns: tuple[str, ...] | list[str]) -> str:
 def canonical_ddl(table_name: str) -> str:
     """``CREATE TABLE IF NOT EXISTS`` for one contract table, plus ingest bookkeeping columns.
 
-    ``_ingest_id`` names the ingest that last wrote the row and ``_row_hash`` is a hash of its
-    contract values (used to make re-ingest idempotent and to record changes).
+    ``_ingest_id`` names the ingest that last wrote the row and ``_row_hash`` is DuckDB's ``hash()``
+    (UBIGINT) of its contract values (it tells identical duplicate keys in one ingest from
+    conflicting ones; re-ingest compares the values themselves).
     """
     t = TABLES[table_name]
     cols = ",\n    ".join(f'"{c.name}" {c.duckdb_type}' for c in t.columns)
     return (
         f'CREATE TABLE IF NOT EXISTS "{t.name}" (\n    {cols},\n'
-        f"    _ingest_id VARCHAR,\n    _row_hash VARCHAR,\n    _source_file VARCHAR,\n"
+        f"    _ingest_id VARCHAR,\n    _row_hash UBIGINT,\n    _source_file VARCHAR,\n"
         f"    _line_number BIGINT\n);"
     )
 
