@@ -14,9 +14,10 @@ Schema versions:
   table ``in_person_visits``.
 * **3** — the ``review_marks`` table (append-only review marks on findings; see ``toolkit/review``).
 * **4** — ``_row_hash`` of every contract table is ``UBIGINT`` (DuckDB's ``hash()`` of the row's
-  contract values) instead of its decimal text: the text cost the ingest ≈ 5 s per 10M sessions.
-  Stored hashes are recomputed from the values, as a new ingest computes them; ``row_changes``
-  keeps its text ``old_hash`` / ``new_hash``.
+  contract values) instead of its decimal text: the text cost the 10M ingest ≈ 10 s (73.5 → 63.2 s,
+  benchmarks/RESULTS.md). Stored hashes are recomputed from the values, as a new ingest computes
+  them (a hand-made table without contract columns keeps its text as a number, where it is one);
+  ``row_changes`` keeps its text ``old_hash`` / ``new_hash``.
 
 A migration rebuilds a table when a column is added in the middle: the stages insert rows
 positionally, so column order is part of the layout. Every migration runs inside the caller's
@@ -126,9 +127,8 @@ def _v3_to_v4(con: duckdb.DuckDBPyConnection) -> None:
         if "_row_hash" not in cols:
             continue
         present = ", ".join(f'"{c}"' for c in t.column_names if c in cols)
-        con.execute(
-            f'ALTER TABLE "{table}" ALTER COLUMN _row_hash SET DATA TYPE UBIGINT USING hash({present})'
-        )
+        new_hash = f"hash({present})" if present else "TRY_CAST(_row_hash AS UBIGINT)"
+        con.execute(f'ALTER TABLE "{table}" ALTER COLUMN _row_hash SET DATA TYPE UBIGINT USING {new_hash}')
 
 
 #: (version reached, what it does, function) in order; the file's version is set after each step.
