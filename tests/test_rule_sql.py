@@ -9,7 +9,7 @@ import pytest
 
 from tests.rule_cases import Case, build_db
 from toolkit.audit.run import run_audit
-from toolkit.rules import facts
+from toolkit.rules import build, facts
 from toolkit.rules import sql as rule_sql
 
 
@@ -106,17 +106,17 @@ def test_check_tables_restore_the_compression_setting(tmp_path, monkeypatch) -> 
         return con.execute("SELECT lower(current_setting('disabled_compression_methods'))").fetchone()[0]
 
     rules = {k: v for k, v in rule_sql.rules_sql(dt.date(2026, 10, 15)).items() if k.startswith("consent.")}
-    assert rule_sql.create_check_tables(con, rules) == {"session": rule_sql.check_table("session")}
+    assert build.create_check_tables(con, rules) == {"session": rule_sql.check_table("session")}
     assert setting() == "roaring"
 
     seen = []
 
-    def failing(entity, rules):  # type: ignore[no-untyped-def]
+    def failing(entity, rules, append=False):  # type: ignore[no-untyped-def]
         seen.append(setting())
         raise duckdb.IOException("disk full")
 
     monkeypatch.setattr(rule_sql, "check_table_sql", failing)
     with pytest.raises(duckdb.IOException):
-        rule_sql.create_check_tables(con, rules)
+        build.create_check_tables(con, rules)
     assert [set(s.split(",")) for s in seen] == [{"roaring", "bitpacking"}]
     assert setting() == "roaring"

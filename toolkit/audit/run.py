@@ -45,6 +45,7 @@ from toolkit.audit.write import stored_counts, write_findings, write_run
 from toolkit.errors import UserError
 from toolkit.rules import attestation, gx_fix, suites
 from toolkit.rules import sql as rule_sql
+from toolkit.rules.build import audit_part_count, create_check_tables, tls_advisory_count
 from toolkit.rules.catalogue import Catalogue, Rule, load
 from toolkit.store.files import write_text
 
@@ -66,8 +67,13 @@ def run_audit(
     progress: bool = True,
     network_threshold: int = 3,
     catalogue: Catalogue | None = None,
+    partitions: int | None = None,
 ) -> AuditRun:
-    """Audit the DuckDB file and append the run to its run store."""
+    """Audit the DuckDB file and append the run to its run store.
+
+    ``partitions`` fixes how many parts the session work is split into (default: as many as the
+    memory cap needs, :func:`toolkit.rules.build.audit_part_count`); the result does not depend on it.
+    """
     db = Path(db_path)
     if not db.exists():
         raise UserError(f"{db}: no such database; run 'ocaudit ingest --db {db} SOURCE' first")
@@ -89,20 +95,22 @@ def run_audit(
         avail = available_columns(con)
         warnings = as_of_warnings(con, as_of)
         results, evaluable = plan_rules(selected, avail, rule_sql.rules_sql(as_of, network_threshold))
-        tables = rule_sql.create_check_tables(con, evaluable)
+        n_parts = partitions or audit_part_count(con)
+        tables = create_check_tables(con, evaluable, n_parts)
         if "sessions" in avail and "security.tls" in evaluable:
             results["security.tls"].message = (
-                f"{rule_sql.tls_advisory_count(con)} session(s) on TLS 1.2: allowed, but TLS 1.3 is expected "
+                f"{tls_advisory_count(con)} session(s) on TLS 1.2: allowed, but TLS 1.3 is expected "
                 "(should-level advisory)"
             )
         _log(
             progress,
-            f"  check tables ready ({time.perf_counter() - t0:.1f} s); writing strata, violations, "
-            "data quality",
+            f"  check tables ready ({time.perf_counter() - t0:.1f} s"
+            + (f", sessions in {n_parts} parts" if n_parts > 1 else "")
+            + "); writing strata, violations, data quality",
         )
         con.execute("BEGIN TRANSACTION")
         with store.committed(con):
-            n_viol = write_findings(con, run_id, tables, evaluable, set(avail))
+            n_viol = write_findings(con, run_id, tables, evaluable, set(avail), n_parts)
             _log(
                 progress,
                 f"  run store staged ({time.perf_counter() - t0:.1f} s); running GX suites in DuckDB",

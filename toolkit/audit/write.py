@@ -18,6 +18,7 @@ from toolkit.audit.dq import run_dq_checks
 from toolkit.audit.results import RuleResult
 from toolkit.rules import sql as rule_sql
 from toolkit.rules.attestation import Attestation
+from toolkit.rules.build import rowid_ranges
 from toolkit.store import insert_sql
 
 RULE_RESULT_COLUMNS = (
@@ -65,17 +66,25 @@ def write_findings(
     tables: dict[str, str],
     evaluable: dict[str, rule_sql.RuleSQL],
     available_tables: set[str],
+    n_parts: int = 1,
 ) -> int:
-    """Strata, violations and data-quality rows of the run; returns the number of violation rows."""
+    """Strata, violations and data-quality rows of the run; returns the number of violation rows.
+
+    The violations of a session-keyed entity are inserted in ``n_parts`` rowid ranges of its
+    table, so the join that puts the ids back holds one range at a time.
+    """
+    n_viol = 0
     for entity in tables:
         mine = [rid for rid, r in evaluable.items() if r.entity == entity]
         con.execute(rule_sql.strata_insert_sql(entity, mine), [run_id])
-    n_viol = con.execute(
-        "INSERT INTO violations (run_id, rule_id, entity, entity_id, status, institution_id, doctor_id, month) "
-        "SELECT ?, rule_id, entity, entity_id, status, institution_id, doctor_id, month "
-        f"FROM {rule_sql.CHECKS_VIEW} WHERE status <> 'passed'",  # the view holds evaluable rules only
-        [run_id],
-    ).fetchone()[0]  # an INSERT returns the number of rows it inserted
+        base = rule_sql.ENTITY_BASES[entity]
+        for rids in rowid_ranges(con, base.table, n_parts if base.by_session else 1):
+            n_viol += con.execute(
+                "INSERT INTO violations (run_id, rule_id, entity, entity_id, status, institution_id, "
+                "doctor_id, month) SELECT ?, rule_id, entity, entity_id, status, institution_id, doctor_id, "
+                f"month FROM ({rule_sql.entity_checks_sql(entity, mine, findings_only=True, rids=rids)})",
+                [run_id],
+            ).fetchone()[0]  # an INSERT returns the number of rows it inserted
     dq_rows = run_dq_checks(con, available_tables)
     if dq_rows:
         con.executemany(insert_sql("dq_results", DQ_COLUMNS), [[run_id, *row] for row in dq_rows])

@@ -16,6 +16,8 @@ scope or a drug class cannot drift apart between them:
 
 from __future__ import annotations
 
+from toolkit.rules.parts import WHOLE, Part, parts
+
 IN_PERSON = "('switched_to_in_person', 'referred')"
 PRIOR_SOURCES = (
     "('chart', 'referral_letter', 'health_check', 'regional_network', 'medication_notebook', 'phr')"
@@ -188,7 +190,10 @@ def ec_follow_up_check(window: str, status: str) -> str:
 #: build side. Per-session aggregates are grouped and joined by ``rowid`` rather than the
 #: string ``session_id``. (Carrying every session column through seven string-keyed hash joins
 #: spilled under the memory cap: 112 s at 10M sessions; carrying the ids and times through
-#: three materialised steps took 21.5 s, and these two take 16.5 s in the same conditions.) Columns:
+#: three materialised steps took 21.5 s, and these two take 16.5 s in the same conditions.)
+#: They are built for one :class:`~toolkit.rules.parts.Part` of the sessions at a time
+#: (:func:`session_facts_steps`); what crosses parts — a patient's first online visit, a
+#: doctor's overlapping sessions — is built once before (:func:`session_facts_shared`). Columns:
 #:
 #: * ``is_ec`` / ``has_rx``: the session has an EC case / a prescription line;
 #: * ``mf_in``, ``all_mfa``: the doctor's join events exist / all used MFA (three-valued; TRUE
@@ -202,10 +207,56 @@ def ec_follow_up_check(window: str, status: str) -> str:
 #: * ``has_plan``: a care plan of the patient existed (created, not deleted) at the start;
 #: * ``after_first_visit``: the patient has an online first visit that started before this session;
 #: * ``ov_in``, ``overlap``: timed session with a doctor / it overlaps another of theirs.
-SESSION_FACTS_STEPS: tuple[str, ...] = (
-    # 1. the access log (the doctor's events), prescriptions, EC cases, the preceding session and
-    #    the named care plan
-    """
+SESSION_FACTS_VIEW = (
+    "CREATE OR REPLACE TEMP VIEW _audit_session_facts AS SELECT * FROM _audit_sf1 JOIN _audit_sf2 USING (rid)"
+)
+
+
+def timed_with_doctor(s: str = "") -> str:
+    """SQL: the session (alias ``s``, or none) can be judged for overlap: it has a doctor, a start,
+    and an end after the start."""
+    p = f"{s}." if s else ""
+    return f"{p}started_at IS NOT NULL AND {p}ended_at > {p}started_at AND {p}doctor_id IS NOT NULL"
+
+
+def session_facts_shared(n_parts: int) -> tuple[str, ...]:
+    """The facts that cross parts, built once: ``_audit_fv`` (each patient's first online first
+    visit) and ``_audit_ov`` (the rowids of the timed sessions that overlap another session of
+    the same doctor), the latter doctor by doctor in ``n_parts`` slices."""
+    # sorted by (doctor, start): a session overlaps a later one iff the NEXT session starts before
+    # it ends, and an earlier one iff the latest end among the earlier ones passes its start
+    # (rowid only breaks ties; their order does not change the result)
+    overlap = """INSERT INTO _audit_ov (rid)
+SELECT rid FROM (
+  SELECT rowid AS rid,
+    coalesce(max(ended_at) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) > started_at, FALSE)
+      OR coalesce(lead(started_at) OVER w < ended_at, FALSE) AS overlap
+  FROM sessions
+  WHERE {timed} AND {part}
+  WINDOW w AS (PARTITION BY doctor_id ORDER BY started_at, rowid))
+WHERE overlap"""
+    return (
+        f"""CREATE OR REPLACE TEMP TABLE _audit_fv AS
+SELECT patient_id, min(started_at) AS first_at FROM sessions
+WHERE kind = {OC} AND is_first_visit GROUP BY patient_id""",
+        "CREATE OR REPLACE TEMP TABLE _audit_ov (rid BIGINT)",
+        *(overlap.format(timed=timed_with_doctor(), part=p.of("doctor_id")) for p in parts(n_parts)),
+    )
+
+
+def session_facts_steps(part: Part) -> tuple[str, ...]:
+    """``_audit_sf1``, ``_audit_sf2`` and the view ``_audit_session_facts`` for the sessions of
+    ``part`` (the shared facts of :func:`session_facts_shared` must exist).
+
+    Tables keyed by session id (access log, prescriptions, EC cases) are filtered to the part on
+    both sides of their join; a preceding session or a named care plan is looked up among all of
+    them (filtering those to the ones the part names cost two more hash tables of the part's size
+    and ran out of memory at 30M sessions)."""
+    mine = part.of("session_id")
+    return (
+        # 1. the access log (the doctor's events), prescriptions, EC cases, the preceding session
+        #    and the named care plan
+        f"""
 CREATE OR REPLACE TEMP TABLE _audit_sf1 AS
 WITH acc AS (
   SELECT s0.rowid AS rid,
@@ -215,7 +266,7 @@ WITH acc AS (
     coalesce(bool_or(a.event = 'join' AND a."at" BETWEEN s0.started_at AND s0.ended_at)
              AND bool_or(a.event = 'leave' AND a."at" BETWEEN s0.started_at AND s0.ended_at), FALSE) AS al_ok
   FROM access_log a JOIN sessions s0 ON s0.session_id = a.session_id
-  WHERE a.actor = 'doctor' GROUP BY s0.rowid)
+  WHERE a.actor = 'doctor' AND {part.of("a.session_id")} AND {part.of("s0.session_id")} GROUP BY s0.rowid)
 SELECT s.rowid AS rid,
   ec.session_id IS NOT NULL AS is_ec, rxs.session_id IS NOT NULL AS has_rx,
   coalesce(acc.mf_in, FALSE) AS mf_in,
@@ -227,45 +278,42 @@ SELECT s.rowid AS rid,
   list_contains(list_transform(string_split(cp.doctors, ';'), lambda x: trim(x)), s.doctor_id) AS cp_named
 FROM sessions s
 LEFT JOIN acc ON acc.rid = s.rowid
-LEFT JOIN (SELECT DISTINCT session_id FROM prescriptions) rxs ON rxs.session_id = s.session_id
-LEFT JOIN (SELECT DISTINCT session_id FROM ec_cases) ec ON ec.session_id = s.session_id
+LEFT JOIN (SELECT DISTINCT session_id FROM prescriptions WHERE {mine}) rxs ON rxs.session_id = s.session_id
+LEFT JOIN (SELECT DISTINCT session_id FROM ec_cases WHERE {mine}) ec ON ec.session_id = s.session_id
 LEFT JOIN (SELECT session_id, patient_id, ended_at FROM sessions WHERE kind = 'pre_consultation') pc
   ON pc.session_id = s.preceded_by_session_id
 LEFT JOIN (SELECT care_plan_id, patient_id, created_at, in_person_assessed_at, doctors FROM care_plans) cp
-  ON cp.care_plan_id = s.care_plan_id""",
-    # 2. the patient's care plans and first visits; the doctor's other sessions (overlap)
-    f"""
+  ON cp.care_plan_id = s.care_plan_id
+WHERE {part.of("s.session_id")}""",
+        # 2. the patient's care plans and first visit; whether the session overlaps another
+        f"""
 CREATE OR REPLACE TEMP TABLE _audit_sf2 AS
 WITH pl AS (
   SELECT s2.rowid AS rid,
     bool_or(p2.created_at <= s2.started_at AND (p2.deleted_at IS NULL OR p2.deleted_at > s2.started_at)) AS has_plan
   FROM sessions s2 JOIN care_plans p2 ON p2.patient_id = s2.patient_id
-  WHERE s2.kind = 'online_care' GROUP BY s2.rowid),
-fv AS (SELECT patient_id, min(started_at) AS first_at FROM sessions
-       WHERE kind = {OC} AND is_first_visit GROUP BY patient_id),
--- sorted by (doctor, start): a session overlaps a later one iff the NEXT session starts before
--- it ends, and an earlier one iff the latest end among the earlier ones passes its start
--- (rowid only breaks ties; their order does not change the result)
-ov AS (
-  SELECT rowid AS rid,
-    coalesce(max(ended_at) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) > started_at, FALSE)
-      OR coalesce(lead(started_at) OVER w < ended_at, FALSE) AS overlap
-  FROM sessions
-  WHERE started_at IS NOT NULL AND ended_at > started_at AND doctor_id IS NOT NULL
-  WINDOW w AS (PARTITION BY doctor_id ORDER BY started_at, rowid))
+  WHERE s2.kind = 'online_care' AND {part.of("s2.session_id")} GROUP BY s2.rowid)
 SELECT s.rowid AS rid, pl.has_plan,
   CASE WHEN fv.patient_id IS NULL THEN FALSE ELSE s.started_at > fv.first_at END AS after_first_visit,
-  ov.rid IS NOT NULL AS ov_in, ov.overlap
+  coalesce({timed_with_doctor("s")}, FALSE) AS ov_in,
+  CASE WHEN {timed_with_doctor("s")} THEN ov.rid IS NOT NULL END AS overlap
 FROM sessions s
 LEFT JOIN pl ON pl.rid = s.rowid
-LEFT JOIN fv ON fv.patient_id = s.patient_id
-LEFT JOIN ov ON ov.rid = s.rowid""",
-    "CREATE OR REPLACE TEMP VIEW _audit_session_facts AS SELECT * FROM _audit_sf1 JOIN _audit_sf2 USING (rid)",
-)
+LEFT JOIN _audit_fv fv ON fv.patient_id = s.patient_id
+LEFT JOIN _audit_ov ov ON ov.rid = s.rowid
+WHERE {part.of("s.session_id")}""",
+        SESSION_FACTS_VIEW,
+    )
+
+
+#: The facts of the whole data in one part (shared steps first).
+SESSION_FACTS_STEPS: tuple[str, ...] = session_facts_shared(1) + session_facts_steps(WHOLE)
 
 #: Dropped when the check tables are built (TEMP objects: frees their memory at once).
 SESSION_FACTS_CLEANUP: tuple[str, ...] = (
     "DROP VIEW IF EXISTS _audit_session_facts",
     "DROP TABLE IF EXISTS _audit_sf1",
     "DROP TABLE IF EXISTS _audit_sf2",
+    "DROP TABLE IF EXISTS _audit_fv",
+    "DROP TABLE IF EXISTS _audit_ov",
 )

@@ -8,7 +8,7 @@ docs/rule-semantics.md ("How unknown values are judged"):
     S true,  P false → violated        S NULL, P false/NULL  → not_evidenced
     S true,  P NULL  → not_evidenced   S false               → NULL (not in scope)
 
-:func:`create_check_tables` builds, for each entity, ONE table ``_audit_<entity>_checks``
+:func:`toolkit.rules.build.create_check_tables` builds, for each entity, ONE table ``_audit_<entity>_checks``
 with one row per record and one status column per evaluable rule (:func:`column_name`). A
 record is named by two integers: ``rid``, the ``rowid`` of its row in the base table, and
 ``sk``, the key of its stratum (institution × doctor × month, :func:`stratum_key`), whose
@@ -27,20 +27,14 @@ connection's TimeZone, and the as-of date is written into the SQL as a literal.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-from collections.abc import Iterator
 from dataclasses import dataclass
-
-import duckdb
 
 from toolkit.rules.facts import (
     DRUG_FLAGS_SELECT,
     IN_PERSON,
     OC,
     OC_OR,
-    SESSION_FACTS_CLEANUP,
-    SESSION_FACTS_STEPS,
     adult,
     ec_follow_up_check,
     ec_follow_up_status,
@@ -53,6 +47,7 @@ from toolkit.rules.facts import (
     implies,
     japan_time,
 )
+from toolkit.rules.parts import WHOLE, Part
 
 CHECKS_VIEW = "_audit_rule_checks"
 
@@ -74,7 +69,7 @@ def stratum_key(institution_id: str, doctor_id: str, month: str) -> str:
     """SQL of a record's stratum key: a 64-bit hash of its institution, doctor and month.
 
     Computed where the three values are at hand, so no join is needed to number the strata;
-    :func:`create_check_tables` refuses to go on if two strata ever share a key.
+    :func:`toolkit.rules.build.create_check_tables` refuses to go on if two strata ever share a key.
     """
     return f"hash(CAST({institution_id} AS VARCHAR), CAST({doctor_id} AS VARCHAR), CAST({month} AS VARCHAR))"
 
@@ -100,6 +95,7 @@ class EntityBase:
     row_key: str
     strata: tuple[str, str, str] | None = None
     stratum_key_sql: str = ""
+    by_session: bool = False  # its records are split into parts by session id (toolkit.rules.parts)
 
     @property
     def stratum_key(self) -> str:
@@ -117,9 +113,12 @@ ENTITY_BASES: dict[str, EntityBase] = {
         "s._rid",
         ("s.institution_id", "s.doctor_id", "s.month"),
         "s._sk",
+        by_session=True,
     ),
-    "prescription": EntityBase("_audit_rx r", "prescriptions", "rx_id", "r._rid", None, "r._sk"),
-    "ec_case": EntityBase("_audit_ec e", "ec_cases", "session_id", "e._rid", None, "e._sk"),
+    "prescription": EntityBase(
+        "_audit_rx r", "prescriptions", "rx_id", "r._rid", None, "r._sk", by_session=True
+    ),
+    "ec_case": EntityBase("_audit_ec e", "ec_cases", "session_id", "e._rid", None, "e._sk", by_session=True),
     "care_plan": EntityBase(
         "_audit_cp cp",
         "care_plans",
@@ -347,10 +346,13 @@ def rules_sql(as_of: dt.date, network_threshold: int = 3) -> dict[str, RuleSQL]:
     }
 
 
-BASE_VIEWS = {
-    # Drug classification per distinct code: exact match wins, else the longest prefix.
-    "_audit_drug_flags": "CREATE OR REPLACE TABLE _audit_drug_flags AS\n" + DRUG_FLAGS_SELECT,
-    "_audit_s": f"""
+def base_views(part: Part = WHOLE) -> dict[str, str]:
+    """The helper views (and the drug-flag table) the check tables read; the session-keyed ones
+    (:data:`PART_VIEWS`) hold the records of ``part`` only."""
+    return {
+        # Drug classification per distinct code: exact match wins, else the longest prefix.
+        "_audit_drug_flags": "CREATE OR REPLACE TABLE _audit_drug_flags AS\n" + DRUG_FLAGS_SELECT,
+        "_audit_s": f"""
 CREATE OR REPLACE VIEW _audit_s AS
 SELECT t.*,
   CASE WHEN t.tls_version IS NULL THEN NULL
@@ -364,8 +366,8 @@ FROM (
     s.outcome IN {IN_PERSON} AS in_person,
     {history_known("s")} AS history_known,
     TRY_CAST(regexp_extract(s.tls_version, '([0-9]+(\\.[0-9]+)?)', 1) AS DECIMAL(6,2)) AS tls_number
-  FROM sessions s) t""",
-    "_audit_rx": f"""
+  FROM sessions s WHERE {part.of("s.session_id")}) t""",
+        "_audit_rx": f"""
 CREATE OR REPLACE VIEW _audit_rx AS
 SELECT r.rowid AS _rid, coalesce(s._sk, {NULL_STRATUM}) AS _sk, r.rx_id, r.session_id, r.drug_code,
   r.quantity, r.days_supply, r.dispensing, r.pharmacist_trained, r.witnessed_intake,
@@ -379,10 +381,11 @@ SELECT r.rowid AS _rid, coalesce(s._sk, {NULL_STRATUM}) AS _sk, r.rx_id, r.sessi
        ELSE coalesce(f.misuse_class IN ('hypnotic', 'diuretic', 'antidiabetic', 'pde5'), FALSE) END AS misuse
 FROM prescriptions r
 LEFT JOIN _audit_s s ON s.session_id = r.session_id
-LEFT JOIN _audit_drug_flags f ON f.drug_code = r.drug_code""",
-    # A care plan's institution is that of the sessions following it (the one with most of them,
-    # ties by id): plans have no institution column, and a plan no session uses stays unknown.
-    "_audit_cp": """
+LEFT JOIN _audit_drug_flags f ON f.drug_code = r.drug_code
+WHERE {part.of("r.session_id")}""",
+        # A care plan's institution is that of the sessions following it (the one with most of them,
+        # ties by id): plans have no institution column, and a plan no session uses stays unknown.
+        "_audit_cp": """
 CREATE OR REPLACE VIEW _audit_cp AS
 SELECT cp.*, cp.rowid AS _rid, pi.institution_id AS plan_institution_id
 FROM care_plans cp
@@ -392,7 +395,7 @@ LEFT JOIN (
     WHERE care_plan_id IS NOT NULL AND institution_id IS NOT NULL GROUP BY ALL)
   QUALIFY row_number() OVER (PARTITION BY care_plan_id ORDER BY n DESC, institution_id) = 1
 ) pi ON pi.care_plan_id = cp.care_plan_id""",
-    "_audit_ec": f"""
+        "_audit_ec": f"""
 CREATE OR REPLACE VIEW _audit_ec AS
 SELECT e.*, e.rowid AS _rid, coalesce(s._sk, {NULL_STRATUM}) AS _sk, s.sdate, d.specialty, d.ec_training_on,
   {ec_prescriber_class("d.doctor_id", "d.specialty", "d.ec_training_on", "s.sdate")} AS prescriber_class,
@@ -401,8 +404,15 @@ SELECT e.*, e.rowid AS _rid, coalesce(s._sk, {NULL_STRATUM}) AS _sk, s.sdate, d.
 FROM ec_cases e
 LEFT JOIN _audit_s s ON s.session_id = e.session_id
 LEFT JOIN doctors d ON d.doctor_id = s.doctor_id
-LEFT JOIN patients pt ON pt.patient_id = s.patient_id""",
-}
+LEFT JOIN patients pt ON pt.patient_id = s.patient_id
+WHERE {part.of("e.session_id")}""",
+    }
+
+
+#: The base views of the whole data.
+BASE_VIEWS = base_views(WHOLE)
+#: The base views that hold one part's records (the others do not depend on the part).
+PART_VIEWS = ("_audit_s", "_audit_rx", "_audit_ec")
 
 
 #: Every stratum (institution × doctor × month) any entity can have, with its key, from the
@@ -448,8 +458,9 @@ def status_sql(s: str, p: str) -> str:
     )
 
 
-def check_table_sql(entity: str, rules: dict[str, RuleSQL]) -> str:
-    """``CREATE TABLE`` of one entity's wide check table over the given rules of that entity.
+def check_table_sql(entity: str, rules: dict[str, RuleSQL], append: bool = False) -> str:
+    """``CREATE TABLE`` of one entity's wide check table over the given rules of that entity, or
+    with ``append`` the ``INSERT`` of more records into it (the next part's).
 
     The inner SELECT evaluates each rule's scope and check once (``s_k``, ``p_k``); the outer
     one turns them into status columns. The record is named by ``rid`` and ``sk`` only.
@@ -467,8 +478,14 @@ def check_table_sql(entity: str, rules: dict[str, RuleSQL]) -> str:
         f'{status_sql(f"s_{k}", f"p_{k}")} AS "{column_name(rid)}"' for k, rid in enumerate(rules)
     )
     join_sql = "\n".join(JOINS[j] for j in joins)
+    names = ", ".join(f'"{column_name(rid)}"' for rid in rules)
+    head = (
+        f"INSERT INTO {check_table(entity)} (rid, sk, {names})"
+        if append
+        else f"CREATE OR REPLACE TABLE {check_table(entity)} AS"
+    )
     return (
-        f"CREATE OR REPLACE TABLE {check_table(entity)} AS\n"
+        f"{head}\n"
         f"SELECT rid, sk,\n  {outer}\n"
         f"FROM (SELECT CAST({base.row_key} AS BIGINT) AS rid, {base.stratum_key} AS sk,\n"
         f"    {inner}\n"
@@ -476,31 +493,50 @@ def check_table_sql(entity: str, rules: dict[str, RuleSQL]) -> str:
     )
 
 
-def _unpivot_sql(entity: str, rule_ids: list[str]) -> str:
-    """One row per rule × in-scope record of an entity: (rule_id, rid, sk, status)."""
-    return "\n  UNION ALL ".join(
-        f"""SELECT '{rule_id}' AS rule_id, rid, sk, "{column_name(rule_id)}" AS status """
-        f'FROM {check_table(entity)} WHERE "{column_name(rule_id)}" IS NOT NULL'
-        for rule_id in rule_ids
-    )
+def _unpivot_sql(entity: str, rule_ids: list[str], findings_only: bool, in_range: str) -> str:
+    """One row per rule × in-scope record of an entity: (rule_id, rid, sk, status); only records
+    not passed with ``findings_only``, only records meeting ``in_range`` (SQL over ``rid``)."""
+    selects = []
+    for rule_id in rule_ids:
+        col = f'"{column_name(rule_id)}"'
+        keep = f"{col} <> 'passed'" if findings_only else f"{col} IS NOT NULL"
+        selects.append(
+            f"SELECT '{rule_id}' AS rule_id, rid, sk, {col} AS status "
+            f"FROM {check_table(entity)} WHERE {keep} AND {in_range}"
+        )
+    return "\n  UNION ALL ".join(selects)
+
+
+def entity_checks_sql(
+    entity: str, rule_ids: list[str], findings_only: bool = False, rids: tuple[int, int] | None = None
+) -> str:
+    """The long form of one entity's check table: (rule_id, entity, entity_id, institution_id,
+    doctor_id, month, status) of its in-scope records — only those not passed with
+    ``findings_only``, and with ``rids = (lo, hi)`` only those whose ``rowid`` lies in [lo, hi).
+
+    The status columns are unpivoted first and then joined ONCE to the base table (on ``rowid``,
+    for the id) and to :data:`STRATA_TABLE` (on ``sk``); both filters are applied in the unpivot,
+    so only the records kept are joined, and a rowid range bounds the join's memory.
+    """
+    base = ENTITY_BASES[entity]
+    lo, hi = rids if rids is not None else (None, None)
+    in_range = "TRUE" if rids is None else f"rid >= {int(lo)} AND rid < {int(hi)}"
+    rows = "" if rids is None else f" WHERE rowid >= {int(lo)} AND rowid < {int(hi)}"
+    return f"""SELECT u.rule_id, '{entity}' AS entity, CAST(b.{base.id_column} AS VARCHAR) AS entity_id,
+  k.institution_id, k.doctor_id, k.month, u.status
+FROM ({_unpivot_sql(entity, rule_ids, findings_only, in_range)}) u
+JOIN (SELECT rowid AS rid, {base.id_column} FROM {base.table}{rows}) b ON b.rid = u.rid
+JOIN {STRATA_TABLE} k ON k.sk = u.sk"""
 
 
 def checks_view_sql(rule_entities: dict[str, str]) -> str:
-    """``CREATE VIEW _audit_rule_checks``: the long form (rule_id, entity, entity_id, strata, status).
-
-    Per entity, the status columns are unpivoted first and then joined ONCE to the base table
-    (on ``rowid``, for the id) and to :data:`STRATA_TABLE` (on ``sk``); a filter on ``status``
-    is pushed into the unpivot, so the violations insert joins only the records it keeps.
-    """
+    """``CREATE VIEW _audit_rule_checks``: the long form (rule_id, entity, entity_id, strata,
+    status) of every check table (:func:`entity_checks_sql`), for drill-down."""
     parts = []
-    for entity, base in ENTITY_BASES.items():
+    for entity in ENTITY_BASES:
         mine = [rid for rid, ent in rule_entities.items() if ent == entity]
         if mine:
-            parts.append(f"""SELECT u.rule_id, '{entity}' AS entity, CAST(b.{base.id_column} AS VARCHAR) AS entity_id,
-  k.institution_id, k.doctor_id, k.month, u.status
-FROM ({_unpivot_sql(entity, mine)}) u
-JOIN (SELECT rowid AS rid, {base.id_column} FROM {base.table}) b ON b.rid = u.rid
-JOIN {STRATA_TABLE} k ON k.sk = u.sk""")
+            parts.append(entity_checks_sql(entity, mine))
     if not parts:
         parts = [
             "SELECT NULL::VARCHAR AS rule_id, NULL::VARCHAR AS entity, NULL::VARCHAR AS entity_id, "
@@ -530,60 +566,3 @@ def strata_insert_sql(entity: str, rule_ids: list[str]) -> str:
         f"SELECT ?, u.rule_id, k.institution_id, k.doctor_id, k.month, u.d, u.v, u.n FROM (\n  {rows}) u\n"
         f"JOIN {STRATA_TABLE} k ON k.sk = u.sk"
     )
-
-
-@contextlib.contextmanager
-def _bitpacking_disabled(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Write tables without trying DuckDB's bitpacking compression, then restore the setting.
-
-    For the check tables: DuckDB weighs every compression method for every column it writes, and
-    for their one-byte status columns, which RLE compresses best anyway, weighing bitpacking was
-    a fifth of the write (10M sessions: the session check table is written in 2.5 s instead of
-    3.8 s, the prescription table in 0.7 s instead of 1.1 s). The price is that ``rid`` is stored
-    uncompressed: about 80 MB more per 10M records, reused by the next audit.
-    """
-    before = con.execute("SELECT current_setting('disabled_compression_methods')").fetchone()[0]
-    methods = ",".join(m for m in [*str(before or "").split(","), "bitpacking"] if m)
-    con.execute(f"SET disabled_compression_methods = '{methods}'")
-    try:
-        yield
-    finally:
-        con.execute(f"SET disabled_compression_methods = '{before or ''}'")
-
-
-def create_check_tables(con: duckdb.DuckDBPyConnection, rules: dict[str, RuleSQL]) -> dict[str, str]:
-    """Build the helper views, one check table per entity, and the long view; entity → table."""
-    con.execute("SET preserve_insertion_order = false")  # row order of the helper tables does not matter
-    for sql in BASE_VIEWS.values():
-        con.execute(sql)
-    con.execute(STRATA_SQL)
-    shared = con.execute(f"SELECT count(*) - count(DISTINCT sk) FROM {STRATA_TABLE}").fetchone()[0]
-    # two different strata under one 64-bit key (odds ≈ 2 in 10^9 for the 285,000 strata of 10M
-    # sessions) would merge their counts: stop instead
-    if shared:
-        raise RuntimeError(
-            f"{shared} strata share a stratum key in {STRATA_TABLE}; the audit cannot tell them "
-            "apart. Please report this to the ocaudit maintainers."
-        )
-    if any("f" in r.joins for r in rules.values()):
-        for sql in SESSION_FACTS_STEPS:
-            con.execute(sql)
-    tables: dict[str, str] = {}
-    with _bitpacking_disabled(con):
-        for entity in ENTITY_BASES:
-            mine = {rid: r for rid, r in rules.items() if r.entity == entity}
-            con.execute(f"DROP TABLE IF EXISTS {check_table(entity)}")
-            if mine:
-                con.execute(check_table_sql(entity, mine))
-                tables[entity] = check_table(entity)
-    for sql in SESSION_FACTS_CLEANUP:
-        con.execute(sql)
-    con.execute(checks_view_sql({rid: r.entity for rid, r in rules.items()}))
-    return tables
-
-
-def tls_advisory_count(con: duckdb.DuckDBPyConnection) -> int:
-    """Sessions on TLS 1.2 (allowed, but 1.3 is expected): the should-level advisory of security.tls."""
-    return con.execute(
-        "SELECT count(*) FROM _audit_s WHERE tls_number >= 1.2 AND tls_number < 1.3 AND tls_ok"
-    ).fetchone()[0]

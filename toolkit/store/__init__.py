@@ -14,6 +14,7 @@ from toolkit.store.connection import (
     DatabaseBusyError,
     connect,
     describe_storage_error,
+    memory_limit_mb,
     snapshot,
 )
 from toolkit.store.schema import (
@@ -50,6 +51,7 @@ __all__ = [
     "in_transaction",
     "insert_sql",
     "latest_run_id",
+    "memory_limit_mb",
     "run_is_partial",
     "run_parameters",
     "runs_newest_first",

@@ -37,6 +37,13 @@ BUSY_WAIT_ENV = "OCAUDIT_BUSY_WAIT"
 
 _ACCESS_HINTS = (
     (
+        ("out of memory error",),
+        "DuckDB ran out of memory under its cap (OCAUDIT_MEMORY_LIMIT, default 1400MB). Run the "
+        "command again with a larger cap, e.g. OCAUDIT_MEMORY_LIMIT=4GB, on a machine that has it "
+        "(メモリ上限を超えました。OCAUDIT_MEMORY_LIMIT を大きくして再実行してください); "
+        "the database holds what it held before this command",
+    ),
+    (
         ("no space left", "disk full", "enospc", "not enough space"),
         "the disk is full. Free space (or choose another folder) and run the command again; "
         "the database holds what it held before this command",
@@ -212,6 +219,25 @@ MEMORY_LIMIT_ENV = "OCAUDIT_MEMORY_LIMIT"
 DEFAULT_MEMORY_LIMIT = "1400MB"
 
 
+_UNIT_BYTES = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+_UNIT_BYTES.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+
+
+def memory_limit() -> str:
+    """The memory cap every ocaudit connection sets (``OCAUDIT_MEMORY_LIMIT``, else the default);
+    UserError when the variable is not a size."""
+    limit = os.environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT).strip()
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit, flags=re.I):
+        raise UserError(f"{MEMORY_LIMIT_ENV}={limit!r}: expected a size such as 1536MB or 4GB")
+    return limit
+
+
+def memory_limit_mb() -> float:
+    """:func:`memory_limit` in megabytes (10^6 bytes, DuckDB's MB)."""
+    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]+)", memory_limit()).groups()
+    return float(number) * _UNIT_BYTES[unit.lower()] / 10**6
+
+
 def _apply_memory_limit(con: duckdb.DuckDBPyConnection, *, writer: bool = False) -> None:
     """Cap DuckDB's memory (default 1400 MB; ``OCAUDIT_MEMORY_LIMIT`` overrides).
 
@@ -229,9 +255,7 @@ def _apply_memory_limit(con: duckdb.DuckDBPyConnection, *, writer: bool = False)
     because freed blocks stay mapped until the database closes. Readers (reports, notebooks,
     snapshots) do not do this.
     """
-    limit = os.environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT).strip()
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit, flags=re.I):
-        raise UserError(f"{MEMORY_LIMIT_ENV}={limit!r}: expected a size such as 1536MB or 4GB")
+    limit = memory_limit()
     con.execute(f"SET memory_limit = '{limit}'")
     if writer:
         con.execute(f"SET block_allocator_memory = '{limit}'")
