@@ -61,9 +61,10 @@ def _joins_as_written(con: duckdb.DuckDBPyConnection, on: bool) -> Iterator[None
 
     For the statements of one part: DuckDB estimates the part filter (``hash(id) % n = k``) to keep
     about two rows, so it reorders the joins and builds its hash tables on the large unfiltered
-    tables instead (30M sessions in three parts: out of memory in the access-log join). Every
-    statement of a part is written with the part's records on the probe side of its joins and the
-    per-part aggregates or small tables on the build side.
+    tables instead (30M sessions in three parts: out of memory in the access-log join). The
+    statements of a part are written with the part's records on the left (probe) side of each join;
+    on the right (build) side are the part's own aggregates, the doctors and drug flags, and two
+    whole tables: the pre-consultation sessions and the care plans (8M plans at 30M sessions).
     """
     if not on:
         yield

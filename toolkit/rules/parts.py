@@ -2,9 +2,9 @@
 
 The heaviest statements of an audit join every session to its access-log events, its
 prescriptions, its EC case and its patient's plans, and group the result per session. Under
-DuckDB's memory cap (:data:`toolkit.store.DEFAULT_MEMORY_LIMIT`) those joins fit up to about
-:data:`SESSIONS_PER_MB` × the cap in megabytes sessions at once; past that they spill to disk and
-slow down much faster than the data grows (30M sessions under 1400 MB: 6.8× the 10M audit's time
+DuckDB's memory cap (:data:`toolkit.store.DEFAULT_MEMORY_LIMIT`) those joins fit about 10M
+sessions at once (:func:`part_count`); past that they spill to disk and slow down much faster
+than the data grows (30M sessions under 1400 MB: 6.8× the 10M audit's time
 for 3× the data, benchmarks/RESULTS.md). So the session-keyed records — sessions, prescriptions,
 EC cases and access-log events — are split into :class:`Part` s by a hash of their session id:
 every record of one session lands in the same part, whatever table it is in, and a record whose

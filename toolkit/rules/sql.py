@@ -519,9 +519,10 @@ def entity_checks_sql(
     so only the records kept are joined, and a rowid range bounds the join's memory.
     """
     base = ENTITY_BASES[entity]
-    lo, hi = rids if rids is not None else (None, None)
-    in_range = "TRUE" if rids is None else f"rid >= {int(lo)} AND rid < {int(hi)}"
-    rows = "" if rids is None else f" WHERE rowid >= {int(lo)} AND rowid < {int(hi)}"
+    in_range, rows = "TRUE", ""
+    if rids is not None:
+        in_range = f"rid >= {int(rids[0])} AND rid < {int(rids[1])}"
+        rows = f" WHERE rowid >= {int(rids[0])} AND rowid < {int(rids[1])}"
     return f"""SELECT u.rule_id, '{entity}' AS entity, CAST(b.{base.id_column} AS VARCHAR) AS entity_id,
   k.institution_id, k.doctor_id, k.month, u.status
 FROM ({_unpivot_sql(entity, rule_ids, findings_only, in_range)}) u

@@ -221,20 +221,21 @@ DEFAULT_MEMORY_LIMIT = "1400MB"
 
 _UNIT_BYTES = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
 _UNIT_BYTES.update({"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40})
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", flags=re.I)
 
 
 def memory_limit() -> str:
     """The memory cap every ocaudit connection sets (``OCAUDIT_MEMORY_LIMIT``, else the default);
     UserError when the variable is not a size."""
     limit = os.environ.get(MEMORY_LIMIT_ENV, DEFAULT_MEMORY_LIMIT).strip()
-    if not re.fullmatch(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", limit, flags=re.I):
+    if not _SIZE.fullmatch(limit):
         raise UserError(f"{MEMORY_LIMIT_ENV}={limit!r}: expected a size such as 1536MB or 4GB")
     return limit
 
 
 def memory_limit_mb() -> float:
     """:func:`memory_limit` in megabytes (10^6 bytes, DuckDB's MB)."""
-    number, unit = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]+)", memory_limit()).groups()
+    number, unit = _SIZE.fullmatch(memory_limit()).groups()  # type: ignore[union-attr]
     return float(number) * _UNIT_BYTES[unit.lower()] / 10**6
 
 
