@@ -239,3 +239,30 @@ def test_jsonl_keys_are_in_first_appearance_order_every_time(tmp_path: Path) -> 
     con = duckdb.connect()
     orders = {tuple(stage_jsonl(con, path, "t")) for _ in range(100)}
     assert orders == {("session_id", "at", "event", "actor", "mfa", "b", "zz")}
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "staged"])
+def test_blank_id_keys_are_missing_keys_and_text_times_parse_after_cleaning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    """A key made only of whitespace (ASCII, 全角, no-break, tab) is a missing key, in both paths:
+    the id strip leaves it NULL, with no separate blank check after it. A time in full-width
+    digits fails the fast parse and is read by the cleaned one."""
+    blank_keys = [" ", "\u3000", "\u00a0\u3000", "\t "]
+    rows = [session_row(k) for k in blank_keys] + [
+        session_row("S1"),
+        session_row("S2", started="２０２６-０４-０１T０９:００:００"),
+    ]
+    write(tmp_path / "src" / "sessions.csv", "\n".join([SESSION_HEADER, *rows]) + "\n")
+    db = tmp_path / "ocaudit.duckdb"
+    _ingest_all(db, [tmp_path / "src"], direct, monkeypatch)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        loaded = con.execute(
+            "SELECT session_id, started_at = TIMESTAMPTZ '2026-04-01 09:00:00+09:00' FROM sessions ORDER BY 1"
+        ).fetchall()
+        reasons = con.execute("SELECT line_number, reason FROM quarantine ORDER BY 1").fetchall()
+    finally:
+        con.close()
+    assert loaded == [("S1", True), ("S2", True)]
+    assert reasons == [(n, "session_id: missing key") for n in range(2, 2 + len(blank_keys))]
