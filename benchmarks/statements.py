@@ -1,6 +1,7 @@
 """Where a command's time goes: every SQL statement of an in-process audit or ingest, timed.
 
     python benchmarks/statements.py audit  --db FILE --as-of 2026-11-15 [--top 5] [--violations out.csv]
+                                           [--partitions N]
     python benchmarks/statements.py ingest --db NEW_FILE --source SOURCE_DIR [--top 5]
 
 The command runs in this process exactly as ``ocaudit audit`` / ``ocaudit ingest`` would, with
@@ -102,6 +103,9 @@ def main() -> None:
     ap.add_argument("--violations", help="audit: also write the violations export here")
     ap.add_argument("--source", help="ingest: the folder or file to load")
     ap.add_argument("--top", type=int, default=5)
+    ap.add_argument(
+        "--partitions", type=int, help="audit: fix the number of parts (default: the memory cap's)"
+    )
     args = ap.parse_args()
     _wrap_connect()
     lines: list[tuple[float, str]] = []
@@ -110,7 +114,11 @@ def main() -> None:
         if args.command == "audit":
             from toolkit.audit import export, run
 
-            result = run.run_audit(args.db, as_of=dt.date.fromisoformat(args.as_of) if args.as_of else None)
+            result = run.run_audit(
+                args.db,
+                as_of=dt.date.fromisoformat(args.as_of) if args.as_of else None,
+                partitions=args.partitions,
+            )
             if args.violations:
                 t = time.perf_counter()
                 export.export_violations(args.db, result.run_id, args.violations)
