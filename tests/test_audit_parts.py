@@ -121,3 +121,24 @@ def test_running_out_of_memory_is_explained_not_a_traceback(tmp_path) -> None:  
     msg = describe_storage_error(info.value, "/X/clinic.duckdb")
     assert msg is not None and msg.startswith("/X/clinic.duckdb: DuckDB ran out of memory")
     assert "OCAUDIT_MEMORY_LIMIT=4GB" in msg and "what it held before" in msg
+
+
+@pytest.mark.slow
+def test_strata_inserted_a_few_rules_at_a_time_equal_one_statement(generated, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The strata INSERT split into chunks of rules stores the rows one INSERT of all rules stores."""
+    from toolkit.rules import catalogue
+    from toolkit.rules import sql as rule_sql
+
+    db, as_of, _truth = generated
+    session_rules = [r.id for r in catalogue.load().rules if r.entity == "session"]
+    assert len(rule_sql.strata_rule_chunks(session_rules)) > 1  # the default does split them
+    monkeypatch.setattr(rule_sql, "STRATA_RULES_PER_STATEMENT", 1000)
+    whole = run_audit(db, as_of=as_of, progress=False)
+    monkeypatch.setattr(rule_sql, "STRATA_RULES_PER_STATEMENT", 3)
+    chunked = run_audit(db, as_of=as_of, progress=False)
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        one, many = (_rows(con, "rule_results_strata", r.run_id) for r in (whole, chunked))
+    finally:
+        con.close()
+    assert one == many and len({row[0] for row in one}) == 44

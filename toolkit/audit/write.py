@@ -70,13 +70,15 @@ def write_findings(
 ) -> int:
     """Strata, violations and data-quality rows of the run; returns the number of violation rows.
 
-    The violations of a session-keyed entity are inserted in ``n_parts`` rowid ranges of its
-    table, so the join that puts the ids back holds one range at a time.
+    The strata of an entity are inserted a few rules at a time (:func:`rule_sql.strata_rule_chunks`)
+    and the violations of a session-keyed entity in ``n_parts`` rowid ranges of its table, so
+    neither holds more than a part of its aggregate or join in memory at once.
     """
     n_viol = 0
     for entity in tables:
         mine = [rid for rid, r in evaluable.items() if r.entity == entity]
-        con.execute(rule_sql.strata_insert_sql(entity, mine), [run_id])
+        for rules_chunk in rule_sql.strata_rule_chunks(mine):
+            con.execute(rule_sql.strata_insert_sql(entity, rules_chunk), [run_id])
         base = rule_sql.ENTITY_BASES[entity]
         for rids in rowid_ranges(con, base.table, n_parts if base.by_session else 1):
             n_viol += con.execute(
