@@ -390,3 +390,17 @@ def build_pipeline_db(path: str | Path, audits: int = 2) -> Path:
     for _ in range(audits):
         assert main(audit) == 0
     return path
+
+
+def generated_db(
+    tmp: Path, sessions: int = 3000, seed: int = 7, name: str = "generated"
+) -> tuple[Path, Path]:
+    """``ocaudit generate`` of ``sessions`` (seed ``seed``) into ``tmp/data`` and ``ocaudit ingest`` of
+    it into ``tmp/<name>.duckdb``; (data folder, database)."""
+    from toolkit.cli import main
+
+    data = tmp / "data"
+    assert main(["generate", "--sessions", str(sessions), "--seed", str(seed), "--out", str(data)]) == 0
+    db = tmp / f"{name}.duckdb"
+    assert main(["ingest", "--db", str(db), str(data)]) == 0
+    return data, db

@@ -14,8 +14,8 @@ import json
 import duckdb
 import pytest
 
+from tests.reporting_fixtures import generated_db
 from toolkit.audit.run import run_audit
-from toolkit.cli import main
 from toolkit.rules import facts
 from toolkit.rules.build import audit_part_count, rowid_ranges
 from toolkit.rules.parts import Part, part_count, parts
@@ -36,11 +36,7 @@ def _rows(con: duckdb.DuckDBPyConnection, table: str, run_id: str) -> list[tuple
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):  # type: ignore[no-untyped-def]
-    tmp = tmp_path_factory.mktemp("parts")
-    data = tmp / "data"
-    assert main(["generate", "--sessions", "3000", "--seed", "7", "--out", str(data)]) == 0
-    db = tmp / "parts.duckdb"
-    assert main(["ingest", "--db", str(db), str(data)]) == 0
+    data, db = generated_db(tmp_path_factory.mktemp("parts"), name="parts")
     as_of = dt.date.fromisoformat(json.loads((data / "generation.json").read_text(encoding="utf-8"))["as_of"])
     with open(data / "ground_truth.csv", encoding="utf-8") as fh:
         truth = {(r["rule_id"], r["entity"], r["entity_id"], r["status"]) for r in csv.DictReader(fh)}
@@ -130,7 +126,8 @@ def test_strata_inserted_a_few_rules_at_a_time_equal_one_statement(generated, mo
     from toolkit.rules import sql as rule_sql
 
     db, as_of, _truth = generated
-    session_rules = [r.id for r in catalogue.load().rules if r.entity == "session"]
+    rules = catalogue.load().rules
+    session_rules = [r.id for r in rules if r.entity == "session"]
     assert len(rule_sql.strata_rule_chunks(session_rules)) > 1  # the default does split them
     monkeypatch.setattr(rule_sql, "STRATA_RULES_PER_STATEMENT", 1000)
     whole = run_audit(db, as_of=as_of, progress=False)
@@ -141,4 +138,4 @@ def test_strata_inserted_a_few_rules_at_a_time_equal_one_statement(generated, mo
         one, many = (_rows(con, "rule_results_strata", r.run_id) for r in (whole, chunked))
     finally:
         con.close()
-    assert one == many and len({row[0] for row in one}) == 44
+    assert one == many and len({row[0] for row in one}) == len(rules) == 44

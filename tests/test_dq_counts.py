@@ -11,8 +11,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from tests.reporting_fixtures import generated_db
 from toolkit.audit.dq import ALIASES, DQ_CHECKS, dq_count_statements, run_dq_checks
-from toolkit.cli import main
 
 #: one injected record per check: (table, the copied row's changes, which row to copy)
 INJECTED = (
@@ -58,11 +58,7 @@ def _reference_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def dq_db(tmp_path_factory):  # type: ignore[no-untyped-def]
-    tmp = tmp_path_factory.mktemp("dq")
-    data = tmp / "data"
-    assert main(["generate", "--sessions", "3000", "--seed", "7", "--out", str(data)]) == 0
-    db = tmp / "dq.duckdb"
-    assert main(["ingest", "--db", str(db), str(data)]) == 0
+    _data, db = generated_db(tmp_path_factory.mktemp("dq"), name="dq")
     con = duckdb.connect(str(db))
     for table, changes, which in INJECTED:
         con.execute(f"INSERT INTO {table} SELECT * REPLACE ({changes}) FROM {table} WHERE {which} LIMIT 1")
