@@ -237,7 +237,7 @@ def test_jsonl_keys_are_in_first_appearance_order_every_time(tmp_path: Path) -> 
         encoding="utf-8",
     )
     con = duckdb.connect()
-    orders = {tuple(stage_jsonl(con, path, "t")) for _ in range(100)}
+    orders = {tuple(stage_jsonl(con, path, "t", tmp_path)) for _ in range(100)}
     assert orders == {("session_id", "at", "event", "actor", "mfa", "b", "zz")}
 
 

@@ -16,6 +16,15 @@ from toolkit.ingest.encoding import CHUNK
 from toolkit.store.files import open_owner_only
 
 MAX_LINE_SIZE = 64 << 20
+#: DuckDB's CSV read buffer. Its default is 16 × ``max_line_size`` (1 GiB here), or the whole file
+#: when smaller, allocated in blocks that size: CSV files of a few hundred MB and more did not fit
+#: the memory cap and were refused ("could not allocate block of size 1.0 GiB": the 3.6 GB
+#: sessions.csv of 10M sessions under 1400 MB; a 353 MB file under 300 MB). One line's worth is
+#: the least DuckDB accepts, and reads as fast.
+CSV_BUFFER_SIZE = MAX_LINE_SIZE
+#: A JSON Lines file is staged in pieces of about this size: DuckDB's ``read_text`` holds a whole
+#: file as one value, so a file of a few hundred MB did not fit the memory cap.
+JSONL_PIECE_BYTES = 32 << 20
 #: the largest field (CSV) or line (JSON Lines) read, in bytes: a record holding a longer one is
 #: quarantined by line without being read (streamed past in bounded memory)
 MAX_FIELD_BYTES = 1 << 20

@@ -137,7 +137,7 @@ class ReadPhase:
                 _check_header(sf, header)
                 src_cols = [(h, "VARCHAR") for h in header]
             else:
-                keys = self._sql(sf, lambda: rd.stage_jsonl(self.con, path, jl))
+                keys = self._sql(sf, lambda: rd.stage_jsonl(self.con, path, jl, self.tmpdir))
                 src_cols = [(k, "VARCHAR") for k in keys]
         res = check_columns(sf, [c for c, _ in src_cols], tmap)
         for w in res.warnings:

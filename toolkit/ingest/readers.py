@@ -16,6 +16,7 @@ encoding), :mod:`~toolkit.ingest.limits` (line and field sizes) and
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -55,6 +56,8 @@ from toolkit.ingest.encoding import (  # noqa: F401  (re-exported: rd.<name>)
 )
 from toolkit.ingest.limits import (  # noqa: F401  (re-exported: rd.<name>)
     _CSV_SPECIAL,
+    CSV_BUFFER_SIZE,
+    JSONL_PIECE_BYTES,
     MAX_FIELD_BYTES,
     MAX_LINE_SIZE,
     MAX_RECORD_BYTES,
@@ -77,6 +80,7 @@ from toolkit.ingest.sqlquote import (  # noqa: F401  (re-exported: rd.<name>)
     lit,
     q,
 )
+from toolkit.store.files import open_owner_only
 
 
 def csv_relation(path: Path, header: list[str], keep: list[int], rejects: str) -> str:
@@ -87,7 +91,7 @@ def csv_relation(path: Path, header: list[str], keep: list[int], rejects: str) -
         f"(SELECT row_number() OVER () AS _rec{', ' + sel if sel else ''} FROM read_csv({lit(str(path))}, "
         f"columns={{{cols}}}, header=true, auto_detect=false, delim=',', quote='\"', escape='\"', "
         f"store_rejects=true, rejects_table={lit(rejects)}, rejects_scan={lit(rejects + '_scan')}, "
-        f"max_line_size={MAX_LINE_SIZE}, null_padding=false))"
+        f"max_line_size={MAX_LINE_SIZE}, buffer_size={CSV_BUFFER_SIZE}, null_padding=false))"
     )
 
 
@@ -110,16 +114,59 @@ def parquet_relation(sf: SourceFile, keep: list[str]) -> str:
     )
 
 
-def stage_jsonl(con: duckdb.DuckDBPyConnection, path: Path, table: str) -> list[str]:
-    """Read a UTF-8 JSON Lines file into TEMP ``table`` (``_line``, ``_txt``, ``_ok``); its keys."""
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT _line, _txt, "
-        "coalesce(json_valid(_txt) AND starts_with(ltrim(_txt), '{'), false) AS _ok FROM ("
-        "SELECT _line, rtrim(CASE WHEN _line = 1 THEN ltrim(_t, chr(65279)) ELSE _t END, chr(13)) AS _txt "
-        "FROM (SELECT generate_subscripts(l, 1) AS _line, unnest(l) AS _t FROM "
-        f"(SELECT string_split(content, chr(10)) AS l FROM read_text({lit(str(path))}))))"
-        " WHERE trim(_txt) <> ''"
-    )
+def jsonl_pieces(
+    path: Path, tmpdir: Path, piece_bytes: int = JSONL_PIECE_BYTES
+) -> Iterator[tuple[Path, int]]:
+    """``path`` in pieces of about ``piece_bytes`` that end at a line break: (piece, lines before it).
+
+    A file no larger than ``piece_bytes`` is its own one piece; a larger one is copied a piece at a
+    time into ``tmpdir`` (owner-only), each piece deleted when the next is asked for. Its lines are
+    at most :data:`MAX_FIELD_BYTES` long (longer ones were blanked out before), so a piece always
+    holds whole lines."""
+    if path.stat().st_size <= piece_bytes:
+        yield path, 0
+        return
+    lines_before, carry, k = 0, b"", 0
+    with open(path, "rb") as src:
+        while True:
+            data = src.read(piece_bytes)
+            buf = carry + data
+            cut = buf.rfind(b"\n") + 1 if data else len(buf)  # at the end: the rest, line break or not
+            if data and cut == 0:  # no line break yet: read on
+                carry = buf
+                continue
+            piece, carry = buf[:cut], buf[cut:]
+            if piece:
+                dest = tmpdir / f"{path.name}.piece{k}"
+                with open_owner_only(dest, "wb", encoding=None) as fh:
+                    fh.write(piece)
+                try:
+                    yield dest, lines_before
+                finally:
+                    dest.unlink()
+                lines_before += piece.count(b"\n")
+                k += 1
+            if not data:
+                return
+
+
+def stage_jsonl(
+    con: duckdb.DuckDBPyConnection, path: Path, table: str, tmpdir: Path, piece_bytes: int = JSONL_PIECE_BYTES
+) -> list[str]:
+    """Read a UTF-8 JSON Lines file into TEMP ``table`` (``_line``, ``_txt``, ``_ok``); its keys.
+
+    The file is read a piece at a time (:func:`jsonl_pieces`): ``read_text`` holds a whole file as
+    one value, and a file over the memory cap (or DuckDB's 4 GiB limit on a value) could not be read."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (_line BIGINT, _txt VARCHAR, _ok BOOLEAN)")
+    for piece, before in jsonl_pieces(path, tmpdir, piece_bytes):
+        con.execute(
+            f"INSERT INTO {table} (_line, _txt, _ok) SELECT _line, _txt, "
+            "coalesce(json_valid(_txt) AND starts_with(ltrim(_txt), '{'), false) FROM ("
+            "SELECT _line, rtrim(CASE WHEN _line = 1 THEN ltrim(_t, chr(65279)) ELSE _t END, chr(13)) AS _txt "
+            f"FROM (SELECT {before} + generate_subscripts(l, 1) AS _line, unnest(l) AS _t FROM "
+            f"(SELECT string_split(content, chr(10)) AS l FROM read_text({lit(str(piece))}))))"
+            " WHERE trim(_txt) <> ''"
+        )
     # keys in the order they first appear: by line, then by place in that line (ties broken by the key,
     # so the order never depends on how DuckDB's parallel aggregate happens to meet them)
     rows = con.execute(
