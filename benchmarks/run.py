@@ -60,12 +60,14 @@ ALL_STAGES = ("ingest", "audit", "report", "feedback", "survey", "annual", "dash
 #: The contract's tables: the generator's files the ingest is given (not its ground truth).
 CONTRACT_TABLES = tuple(TABLE_ORDER)
 
-#: issue 6 targets (at 10M sessions on the benchmark machine; the GX-pandas one at 1M)
+#: The targets at 10M sessions on the benchmark machine (the GX-pandas one at 1M): issue 6's, with
+#: issue 17's where it tightened them (the export ratio, the ingest at 1.3× the bare load). Issue
+#: 17's 30M point (ingest and audit ≤ 3.3× their 10M times) is measured apart: RESULTS.md.
 TARGETS = {
     "audit_seconds": 60.0,
     "audit_over_single_pass": 3.0,
-    "audit_export_over_single_pass_export": 2.0,  # issue 17
-    "ingest_over_bare_load": 2.0,
+    "audit_export_over_single_pass_export": 2.0,
+    "ingest_over_bare_load": 1.3,
     "report_seconds": 30.0,
     "survey_seconds": 30.0,
     "peak_rss_mib": 2048.0,
@@ -269,6 +271,37 @@ def ensure_data(sessions: int, seed: int, workdir: Path, timeout: float | None) 
     return tables, meta, stage
 
 
+#: DuckDB's own reader of each input format, for the bare load (a file's last suffix).
+READERS = {"parquet": "read_parquet", "csv": "read_csv_auto", "jsonl": "read_json_auto"}
+#: What ``COPY … TO`` writes for each input format the ingest is measured on.
+COPY_FORMATS = {"csv": "(FORMAT csv, HEADER true)", "jsonl": "(FORMAT json)"}
+
+
+def ensure_format(tables: Path, fmt: str) -> Path:
+    """The contract tables of ``tables`` (Parquet) as ``fmt`` files, converted once and cached next to
+    them in ``tables-<fmt>/`` (the same records: DuckDB's ``COPY`` of each Parquet file)."""
+    if fmt == "parquet":
+        return tables
+    import duckdb
+
+    out = tables.with_name(f"tables-{fmt}")
+    done = out.with_name(out.name + ".complete")
+    if not done.exists():
+        out.mkdir(mode=0o700, exist_ok=True)
+        print(f"converting {tables} → {out} ({fmt}, once)", flush=True)
+        con = duckdb.connect()
+        try:
+            for f in sorted(tables.iterdir()):
+                target = out / f"{f.name.split('.')[0]}.{fmt}"
+                con.execute(f"COPY (SELECT * FROM read_parquet('{f}')) TO '{target}' {COPY_FORMATS[fmt]}")
+                target.chmod(0o600)  # owner only, as every file ocaudit writes
+        finally:
+            con.close()
+        done.write_text("ok\n")
+        done.chmod(0o600)
+    return out
+
+
 def bare_load(db: str, tables: str) -> None:
     """DuckDB's own load of the same files: one ``CREATE TABLE … AS SELECT * FROM read_*`` per table."""
     import duckdb
@@ -277,7 +310,7 @@ def bare_load(db: str, tables: str) -> None:
     try:
         for f in sorted(Path(tables).iterdir()):
             name = f.name.split(".")[0]
-            reader = "read_parquet" if f.name.endswith(".parquet") else "read_csv_auto"
+            reader = READERS[f.name.rsplit(".", 1)[-1]]
             con.execute(f"CREATE TABLE \"{name}\" AS SELECT * FROM {reader}('{f}')")
     finally:
         con.close()
@@ -326,8 +359,10 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown stage(s) {sorted(unknown)}; choose from {','.join(ALL_STAGES)}")
     tables, meta, gen_stage = ensure_data(args.sessions, args.seed, workdir, args.timeout)
+    tables = ensure_format(tables, args.format)
     as_of = str(meta.get("as_of"))
     suffix = f"-memlimit-{args.duckdb_memory_limit}" if args.duckdb_memory_limit else ""
+    suffix += "" if args.format == "parquet" else f"-{args.format}"
     runs_dir = workdir / "runs" / f"sessions-{args.sessions}-seed-{args.seed}{suffix}"
     logs = runs_dir / "logs"
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -353,18 +388,18 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
         ing = stages["ingest"] = Stage("ingest", [*oc, "ingest", "--db", str(db), str(tables)])
         if "ingest" not in stages_wanted:
             ing.note = "run once to create the database (not requested as a stage)"
-        n_ingest = k if "ingest" in stages_wanted else 1
-        for i in range(n_ingest):
-            step(ing, i, db, total=n_ingest)
-        if "ingest" in stages_wanted:
+        if "ingest" in stages_wanted:  # ingest and bare load interleaved: the machine's drift hits both
             bare_db = runs_dir / "bare.duckdb"
             bare = stages["bare_load"] = Stage(
                 "bare_load",
                 [sys.executable, str(Path(__file__).resolve()), "--bare-load", str(bare_db), str(tables)],
             )
             for i in range(k):
+                step(ing, i, db)
                 step(bare, i, bare_db)
             _fresh(bare_db)
+        else:
+            step(ing, 0, db, total=1)
         if not ing.ok_runs:
             raise SystemExit(f"ingest failed; see {logs}")
 
@@ -471,6 +506,7 @@ def run_benchmarks(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "sessions": args.sessions,
         "seed": args.seed,
+        "format": args.format,
         "repeat": k,
         "as_of": as_of,
         "duckdb_memory_limit_experiment": args.duckdb_memory_limit,
@@ -732,8 +768,8 @@ def print_table(res: dict[str, Any]) -> None:
     """The readable table (what RESULTS.md quotes)."""
     m = res["machine"]
     print(
-        f"\nocaudit benchmarks — {res['sessions']:,} sessions (seed {res['seed']}), {res['repeat']} repeat(s), "
-        f"as of {res['as_of']}"
+        f"\nocaudit benchmarks — {res['sessions']:,} sessions (seed {res['seed']}, {res['format']} files), "
+        f"{res['repeat']} repeat(s), as of {res['as_of']}"
     )
     print(
         f"machine: {m['nproc']} CPU ({m['cpu']}), {m['memory_gib']} GiB; load average at end "
@@ -788,6 +824,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--timeout", type=float, help="kill a run after this many seconds (recorded as timed out)"
+    )
+    ap.add_argument(
+        "--format",
+        choices=sorted(READERS),
+        default="parquet",
+        help="the files the ingest and the bare load read (csv, jsonl: converted once from the Parquet)",
     )
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument(

@@ -12,7 +12,9 @@ these statements). GX's own connection is not wrapped: its validations show up a
 
 It prints the phases (the command's progress lines, with their times), the ``--top`` costliest
 statements (seconds, share of the wall time, the first words of the SQL) and the total time inside
-timed statements. Nothing here asserts a time. Peak RSS is this process's high-water mark (VmHWM).
+timed statements. Nothing here asserts a time. Peak RSS is this process's high-water mark (VmHWM);
+each statement is also given the highest RSS sampled (every 0.1 s) while it ran, and the three that
+ran at the highest RSS are listed, to show which step sets the peak.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import datetime as dt
 import io
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,8 +35,38 @@ sys.path.insert(0, str(ROOT))
 
 from toolkit import store  # noqa: E402
 
-#: (seconds, statement text) of every timed statement
-TIMED: list[tuple[float, str]] = []
+#: (seconds, statement text, highest RSS in MiB sampled while it ran) of every timed statement
+TIMED: list[tuple[float, str, float]] = []
+
+
+class RssSampler(threading.Thread):
+    """This process's resident set size (VmRSS), read every ``interval`` seconds in the background.
+
+    :meth:`window_peak` gives the highest value seen since the last :meth:`start_window`, so each
+    statement can be given the memory it was running at (a statement shorter than the interval may
+    show the RSS of the one before)."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.peak = 0.0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        """Sample until :attr:`stop` is set."""
+        while not self.stop.wait(self.interval):
+            self.peak = max(self.peak, _status_mib("VmRSS:"))
+
+    def start_window(self) -> None:
+        """Start a new window: its peak is the RSS now."""
+        self.peak = _status_mib("VmRSS:")
+
+    def window_peak(self) -> float:
+        """The highest RSS (MiB) sampled since :meth:`start_window`, the current one included."""
+        return max(self.peak, _status_mib("VmRSS:"))
+
+
+SAMPLER = RssSampler()
 
 
 class TimedConnection:
@@ -43,12 +76,13 @@ class TimedConnection:
         self._con = con
 
     def execute(self, sql: str, *args: Any, **kwargs: Any) -> Any:
-        """``con.execute``, timed into :data:`TIMED`."""
+        """``con.execute``, timed into :data:`TIMED` with the peak RSS sampled while it ran."""
         t = time.perf_counter()
+        SAMPLER.start_window()
         try:
             self._con.execute(sql, *args, **kwargs)
         finally:
-            TIMED.append((time.perf_counter() - t, sql))
+            TIMED.append((time.perf_counter() - t, sql, SAMPLER.window_peak()))
         return self
 
     def __getattr__(self, name: str) -> Any:
@@ -67,11 +101,16 @@ def _wrap_connect() -> None:
     ingest_run.connect = connect  # type: ignore[assignment]  # imported by name there
 
 
-def _hwm_mib() -> float:
+def _status_mib(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (``VmHWM:``, ``VmRSS:``), in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def _hwm_mib() -> float:
+    return _status_mib("VmHWM:")
 
 
 def _label(sql: str, width: int = 150) -> str:
@@ -108,6 +147,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     _wrap_connect()
+    SAMPLER.start()
     lines: list[tuple[float, str]] = []
     t0 = time.perf_counter()
     with contextlib.redirect_stderr(_Stamped(t0, lines)), contextlib.redirect_stdout(io.StringIO()):
@@ -134,11 +174,20 @@ def main() -> None:
     print("\nphases (seconds since start: progress line)")
     for at, line in lines:
         print(f"  {at:7.1f}  {_label(line, 120)}")
-    timed = sum(s for s, _ in TIMED)
+    timed = sum(s for s, _, _ in TIMED)
     print(f"\n{len(TIMED)} statements timed, {timed:.1f} s in all ({timed / wall:.0%} of the wall time)")
-    print(f"\nthe {args.top} costliest statements\n\n| s | share | statement |\n|---:|---:|---|")
-    for seconds, sql in sorted(TIMED, key=lambda x: -x[0])[: args.top]:
-        print(f"| {seconds:.1f} | {seconds / wall:.0%} | `{_label(sql).replace('|', '/')}` |")
+    print(
+        f"\nthe {args.top} costliest statements (peak: the highest RSS sampled while it ran)\n\n"
+        "| s | share | peak MiB | statement |\n|---:|---:|---:|---|"
+    )
+    for seconds, sql, peak in sorted(TIMED, key=lambda x: -x[0])[: args.top]:
+        print(f"| {seconds:.1f} | {seconds / wall:.0%} | {peak:.0f} | `{_label(sql).replace('|', '/')}` |")
+    print(
+        f"\nthe {min(3, len(TIMED))} statements that ran at the highest RSS\n\n"
+        "| peak MiB | s | statement |\n|---:|---:|---|"
+    )
+    for seconds, sql, peak in sorted(TIMED, key=lambda x: -x[2])[:3]:
+        print(f"| {peak:.0f} | {seconds:.1f} | `{_label(sql).replace('|', '/')}` |")
 
 
 if __name__ == "__main__":
