@@ -47,14 +47,14 @@ class RssSampler(threading.Thread):
     show the RSS of the one before)."""
 
     def __init__(self, interval: float = 0.1) -> None:
-        super().__init__(daemon=True)
+        super().__init__(daemon=True)  # sampling until the process ends
         self.interval = interval
         self.peak = 0.0
-        self.stop = threading.Event()
 
     def run(self) -> None:
-        """Sample until :attr:`stop` is set."""
-        while not self.stop.wait(self.interval):
+        """Sample every :attr:`interval` seconds."""
+        while True:
+            time.sleep(self.interval)
             self.peak = max(self.peak, _status_mib("VmRSS:"))
 
     def start_window(self) -> None:
