@@ -266,3 +266,49 @@ def test_blank_id_keys_are_missing_keys_and_text_times_parse_after_cleaning(
         con.close()
     assert loaded == [("S1", True), ("S2", True)]
     assert reasons == [(n, "session_id: missing key") for n in range(2, 2 + len(blank_keys))]
+
+
+def test_csv_rows_read_in_parallel_are_numbered_by_their_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CSV first load numbers its rows by their place in the table, not with a window: with small
+    read buffers (so DuckDB's threads read the file in many parts) and two files for one table, the
+    first of them ending in bad rows that are moved out, every row and every quarantined row carries
+    its physical line, as the staged path finds it."""
+    monkeypatch.setattr(ingest.rd, "MAX_LINE_SIZE", 1 << 16)
+    monkeypatch.setattr(ingest.rd, "CSV_BUFFER_SIZE", 1 << 18)  # 256 KiB: a 3 MB file in 12+ parts
+    src = tmp_path / "src" / "doctors"
+    bad_lines = {0: {1_000, 123_457, 240_001}, 1: {2, 77_777}}  # lines with an empty key
+    for part, (first, count) in enumerate([(0, 240_000), (240_000, 160_000)]):
+        rows = []
+        for i in range(first, first + count):
+            line = i - first + 2
+            rows.append(f",I{i % 7}" if line in bad_lines[part] else f"D{i},I{i % 7}")
+        if part == 0:
+            rows.append("D5,I6")  # a conflicting duplicate of line 7, the file's last line
+            bad_lines[0].add(240_002)
+        write(src / f"part-{part}.csv", "doctor_id,institution_id\n" + "\n".join(rows) + "\n")
+    done: list[str] = []
+    orig = ingest._Run._direct_csv_done
+
+    def finished_direct(self: ingest._Run, sf: object, *a: object) -> None:
+        orig(self, sf, *a)  # raises _Fallback if the file has to be staged
+        done.append(sf.path.name)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(ingest._Run, "_direct_csv_done", finished_direct)
+    res = _compare(tmp_path, [tmp_path / "src"], monkeypatch)
+    assert sorted(done) == ["part-0.csv", "part-1.csv"]  # both read straight into the table
+    assert res[0][3]["doctors"]["read"] == 400_001 and res[0][3]["doctors"]["quarantined"] == 6
+    con = duckdb.connect(str(tmp_path / "direct.duckdb"), read_only=True)
+    try:
+        off = con.execute(
+            "SELECT count(*) FROM doctors WHERE _line_number <> CAST(substr(doctor_id, 2) AS BIGINT) + 2 "
+            "- CASE WHEN _source_file LIKE '%part-1.csv' THEN 240000 ELSE 0 END"
+        ).fetchall()[0][0]
+        quarantined = con.execute(
+            "SELECT CASE WHEN source_file LIKE '%part-1.csv' THEN 1 ELSE 0 END, line_number FROM quarantine"
+        ).fetchall()
+    finally:
+        con.close()
+    assert off == 0
+    assert sorted(quarantined) == sorted((p, n) for p, lines in bad_lines.items() for n in lines)

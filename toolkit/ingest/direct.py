@@ -42,18 +42,25 @@ class DirectLoad:
         self.direct = direct
         return True
 
-    def _direct_insert(self, table: str, sql: str, idx: int, inc: str, *, ordered: bool = False) -> int:
+    def _direct_insert(
+        self, table: str, sql: str, idx: int, inc: str, *, number_by_position: bool = False
+    ) -> int:
         """Insert every row of the parse SELECT into the (empty) canonical table; move bad rows to ``inc``.
 
         A bad row is written with ``_row_hash`` NULL (``hash()`` is never NULL) and its reason, failing
         column and raw row packed in ``_ingest_id`` as a JSON array; it is then copied to ``inc`` and
         deleted. Returns rows read.
-        ``ordered``: keep DuckDB's insertion order (a CSV's record numbers are ``row_number() OVER ()``).
+
+        ``number_by_position`` (a CSV file, whose SELECT gives ``_line`` NULL): the rows are inserted
+        in file order (DuckDB's ``preserve_insertion_order``, which keeps a parallel read in order),
+        so they take consecutive ``rowid`` s; the n-th gets line n + 1 (the header is line 1). That
+        is its physical line when every record sits on one line, which
+        :meth:`~toolkit.ingest.read.ReadPhase._direct_csv_done` checks afterwards.
         """
         con = self.con
         t = TABLES[table]
         cols = ", ".join(q(c) for c in t.column_names)
-        if not ordered:  # Parquet (file_row_number) and JSON Lines (line numbers from the text)
+        if not number_by_position:  # Parquet (file_row_number) and JSON Lines (line numbers from the text)
             con.execute("SET preserve_insertion_order = false")
         try:
             n = con.execute(
@@ -65,6 +72,11 @@ class DirectLoad:
             ).fetchall()[0][0]
         finally:
             con.execute("RESET preserve_insertion_order")
+        if number_by_position and n:  # this file's rows are the only ones without a line number
+            con.execute(
+                f"UPDATE {q(table)} SET _line_number = rowid - (SELECT min(rowid) FROM {q(table)} "
+                "WHERE _line_number IS NULL) + 2 WHERE _line_number IS NULL"
+            )
         bad = f"FROM {q(table)} WHERE _row_hash IS NULL"
         if con.execute(f"SELECT count(*) {bad}").fetchall()[0][0]:
             con.execute(

@@ -150,12 +150,19 @@ class ReadPhase:
             rel, line = rd.jsonl_relation(jl, res.keep), "_line"
         else:
             keep_idx = [i for i, (c, _) in enumerate(src_cols) if c in set(res.keep)]
-            rel, line = rd.csv_relation(path, header, keep_idx, f"_rej_{idx}"), "_rec + 1"
+            if sf.table in self.direct:  # numbered by position in the table (see _direct_insert)
+                rel = rd.csv_relation(path, header, keep_idx, f"_rej_{idx}", numbered=False)
+                line = "CAST(NULL AS BIGINT)"
+            else:
+                rel, line = rd.csv_relation(path, header, keep_idx, f"_rej_{idx}"), "_rec + 1"
         sql = parse_select(TABLES[sf.table], res, types, tmap, rel, line, idx, str(sf.path))
         if sf.table in self.direct:
             if sf.fmt == "csv" and oversize:
                 raise _Fallback(str(sf.path))  # records blanked out of a copy: the staged path reads it
-            n = self._sql(sf, lambda: self._direct_insert(sf.table, sql, idx, inc, ordered=sf.fmt == "csv"))
+            by_position = sf.fmt == "csv"
+            n = self._sql(
+                sf, lambda: self._direct_insert(sf.table, sql, idx, inc, number_by_position=by_position)
+            )
             if sf.fmt == "csv":
                 self._direct_csv_done(sf, f"_rej_{idx}", n, n_phys)
             elif sf.fmt == "jsonl":

@@ -83,12 +83,20 @@ from toolkit.ingest.sqlquote import (  # noqa: F401  (re-exported: rd.<name>)
 from toolkit.store.files import open_owner_only
 
 
-def csv_relation(path: Path, header: list[str], keep: list[int], rejects: str) -> str:
-    """SQL relation over a UTF-8 CSV: ``_rec`` (record number) and the kept columns as VARCHAR."""
+def csv_relation(
+    path: Path, header: list[str], keep: list[int], rejects: str, *, numbered: bool = True
+) -> str:
+    """SQL relation over a UTF-8 CSV: ``_rec`` (record number) and the kept columns as VARCHAR.
+
+    ``numbered=False`` leaves ``_rec`` out: ``row_number() OVER ()`` is a streaming window, which
+    makes DuckDB read and parse the file on one thread (the direct load numbers the rows by their
+    position in the table instead, see :meth:`toolkit.ingest.direct.DirectLoad._direct_insert`)."""
     cols = ", ".join(f"'c{i}': 'VARCHAR'" for i in range(len(header)))
-    sel = ", ".join(f"c{i} AS {q(header[i])}" for i in keep)
+    sel = [f"c{i} AS {q(header[i])}" for i in keep]
+    if numbered:
+        sel.insert(0, "row_number() OVER () AS _rec")
     return (
-        f"(SELECT row_number() OVER () AS _rec{', ' + sel if sel else ''} FROM read_csv({lit(str(path))}, "
+        f"(SELECT {', '.join(sel) or '1 AS _one'} FROM read_csv({lit(str(path))}, "
         f"columns={{{cols}}}, header=true, auto_detect=false, delim=',', quote='\"', escape='\"', "
         f"store_rejects=true, rejects_table={lit(rejects)}, rejects_scan={lit(rejects + '_scan')}, "
         f"max_line_size={MAX_LINE_SIZE}, buffer_size={CSV_BUFFER_SIZE}, null_padding=false))"
