@@ -323,6 +323,31 @@ def test_jsonl_in_pieces_stages_what_one_piece_stages(tmp_path: Path) -> None:
     assert len(got) == 400 - len([i for i in range(1, 400) if i % 37 == 0 or i % 41 == 0])
 
 
+def test_jsonl_staging_trims_only_what_it_should(tmp_path: Path) -> None:
+    """Each staged line: BOM gone from line 1 only, every final CR gone, lines blank after DuckDB's
+    trim (spaces, U+3000) dropped but counted, leading spaces or a tab kept, and the verdict JSON
+    object or not. The staging calls the trim functions only where they can change the answer."""
+    raw = (
+        b'\xef\xbb\xbf{"a":1}\r\n\r\n   \r\n\xe3\x80\x80\n  {"a":2}\n\t{"a":3}\r\r\n{"a":\n[1]\n'
+        b'"x"\n \xc2\xa0{"b":1} \n{"c":"\r"}\r\n\n\xef\xbb\xbf{"z":9}'
+    )
+    path = tmp_path / "access_log.jsonl"
+    path.write_bytes(raw)
+    con = duckdb.connect()
+    rd.stage_jsonl(con, path, "t", tmp_path)
+    assert con.execute("SELECT _line, _txt, _ok FROM t ORDER BY _line").fetchall() == [
+        (1, '{"a":1}', True),
+        (5, '  {"a":2}', True),
+        (6, '\t{"a":3}', False),  # a tab is not trimmed: the line does not start with '{'
+        (7, '{"a":', False),
+        (8, "[1]", False),
+        (9, '"x"', False),
+        (10, ' \xa0{"b":1} ', False),
+        (11, '{"c":"\r"}', False),  # a raw CR inside a string is not JSON
+        (13, '\ufeff{"z":9}', False),  # a BOM is removed from line 1 only
+    ]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_a_file_larger_than_the_memory_cap_is_loaded(tmp_path: Path, fmt: str) -> None:

